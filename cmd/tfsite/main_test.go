@@ -1,0 +1,30 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestVersionCommand(t *testing.T) {
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"version"})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("tfsite version: %v", err)
+	}
+	if !strings.HasPrefix(out.String(), "tfsite ") {
+		t.Fatalf("tfsite version printed %q", out.String())
+	}
+}
+
+func TestUnknownCommandFails(t *testing.T) {
+	root := newRootCmd()
+	root.SetOut(&bytes.Buffer{})
+	root.SetErr(&bytes.Buffer{})
+	root.SetArgs([]string{"no-such-command"})
+	if err := root.Execute(); err == nil {
+		t.Fatal("unknown subcommand did not fail")
+	}
+}

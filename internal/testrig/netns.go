@@ -1,0 +1,128 @@
+package testrig
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+var lookPath = exec.LookPath
+
+// Netns is a named network namespace (ip netns) owned by one test.
+type Netns struct {
+	Name string
+	t    testing.TB
+}
+
+// shortID returns 6 random hex characters, to keep names unique across
+// parallel tests and crashed earlier runs while fitting IFNAMSIZ.
+func shortID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// NewNetns creates a fresh namespace with loopback up; it is deleted (with
+// everything in it, processes included) when the test ends.
+func NewNetns(t testing.TB, prefix string) *Netns {
+	t.Helper()
+	RequireRoot(t)
+	name := fmt.Sprintf("tfs-%s-%s", prefix, shortID())
+	run(t, "ip", "netns", "add", name)
+	n := &Netns{Name: name, t: t}
+	t.Cleanup(func() {
+		// Kill whatever a test left running in the namespace, then delete it.
+		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+			self := strconv.Itoa(os.Getpid())
+			for _, pid := range strings.Fields(string(out)) {
+				// A thread of this test process may sit in the namespace (Do).
+				if pid == self {
+					continue
+				}
+				_ = exec.Command("kill", "-9", pid).Run()
+			}
+		}
+		_ = exec.Command("ip", "netns", "del", name).Run()
+	})
+	n.Run("ip", "link", "set", "lo", "up")
+	return n
+}
+
+// Command returns an exec.Cmd that runs argv inside the namespace.
+func (n *Netns) Command(argv ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+}
+
+// Run runs argv inside the namespace and fails the test on error; it returns stdout.
+func (n *Netns) Run(argv ...string) string {
+	n.t.Helper()
+	return runCmd(n.t, n.Command(argv...))
+}
+
+// Do runs f on a locked OS thread switched into the namespace, so Go code
+// (netlink, raw sockets) sees the namespace as its own. Sockets opened inside
+// f stay in the namespace after Do returns.
+func (n *Netns) Do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is not unlocked: it ends with the goroutine, so it never
+		// returns to the pool while in a foreign namespace.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("getting current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(n.Name)
+		if err != nil {
+			errc <- fmt.Errorf("opening netns %s: %w", n.Name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("entering netns %s: %w", n.Name, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// Veth joins namespace a (interface aName) to namespace b (interface bName),
+// both ends up. Interface names must fit 15 bytes.
+func Veth(t testing.TB, a *Netns, aName string, b *Netns, bName string) {
+	t.Helper()
+	tmpA, tmpB := "va"+shortID(), "vb"+shortID()
+	run(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
+	run(t, "ip", "link", "set", tmpA, "netns", a.Name)
+	run(t, "ip", "link", "set", tmpB, "netns", b.Name)
+	a.Run("ip", "link", "set", tmpA, "name", aName)
+	b.Run("ip", "link", "set", tmpB, "name", bName)
+	a.Run("ip", "link", "set", aName, "up")
+	b.Run("ip", "link", "set", bName, "up")
+}
+
+func run(t testing.TB, argv ...string) string {
+	t.Helper()
+	return runCmd(t, exec.Command(argv[0], argv[1:]...))
+}
+
+func runCmd(t testing.TB, cmd *exec.Cmd) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String()
+}
