@@ -6,8 +6,10 @@ LDFLAGS := -s -w -X github.com/tfsite/tfsite/internal/version.Version=$(VERSION)
 BIN := bin/tfsite
 # How long each fuzz target runs in `make test` (CI); raise it for a real fuzzing session.
 FUZZTIME ?= 10s
+.DEFAULT_GOAL := help
 
 .PHONY: help build test test-unit lint fuzz clean
+
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,3 +32,6 @@ fuzz: ## run every Fuzz target for FUZZTIME each
 
 clean: ## remove build outputs
 	rm -rf bin
+
+# Area targets (bench-*, demo, image, ...) live in mk/*.mk.
+-include mk/*.mk
