@@ -1,0 +1,564 @@
+// Package agent is the one wiring point of the tfsite node agent: it reads
+// nothing itself but takes a config.Config, and runs underlay discovery,
+// membership (gossip), the allocator (raft among voters), the local API and
+// the metrics endpoint, publishing the allocation into gossip metadata.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/internal/version"
+)
+
+// Option adjusts an Agent.
+type Option func(*Agent)
+
+// WithReload lets an agent without a site name re-read its configuration
+// sources (every ReloadInterval) until one names the site.
+func WithReload(f func(context.Context) (config.Loaded, error)) Option {
+	return func(a *Agent) { a.reload = f }
+}
+
+// WithConfigSources records where the configuration came from (for status).
+func WithConfigSources(sources []string) Option {
+	return func(a *Agent) { a.sources = slices.Clone(sources) }
+}
+
+// WithDiscover replaces underlay.Discover (tests run it inside a netns).
+func WithDiscover(f func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error)) Option {
+	return func(a *Agent) { a.discover = f }
+}
+
+// ReloadInterval is how often a waiting agent re-reads its sources.
+var ReloadInterval = 5 * time.Second
+
+// minPass is the least time between two passes of the reconcile loop.
+const minPass = 200 * time.Millisecond
+
+// loopInterval bounds how long the reconcile loop sleeps without an event.
+const loopInterval = 5 * time.Second
+
+// Agent runs one site.
+type Agent struct {
+	log      *slog.Logger
+	reload   func(context.Context) (config.Loaded, error)
+	discover func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error)
+	sources  []string
+	metrics  *api.Metrics
+	server   *api.Server
+	metricLn net.Listener
+	started  time.Time
+
+	mu      sync.Mutex
+	cfg     config.Config
+	phase   string
+	lastErr string
+	under   *underlay.Result
+	members *membership.Membership
+	alloc   *alloc.Allocator
+
+	lastLoop  atomic.Int64 // unix nanos of the reconcile loop's last pass
+	closeOnce sync.Once
+}
+
+// New checks cfg and opens the API socket and the metrics listener, so that
+// status answers from the first moment. A config without a site name is
+// accepted: the agent then waits in the needs-configuration phase.
+func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Agent, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.NeedsConfiguration() {
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("%w:\n%w", config.ErrInvalid, err)
+		}
+	}
+	a := &Agent{log: log, cfg: cfg, discover: underlay.Discover, metrics: api.NewMetrics(), started: time.Now()}
+	for _, o := range opts {
+		o(a)
+	}
+	a.phase = api.PhaseStarting
+	if cfg.NeedsConfiguration() {
+		a.phase = api.PhaseNeedsConfiguration
+	}
+	srv, err := api.NewServer(api.ServerConfig{Socket: cfg.APISocket, Group: cfg.APISocketGroup}, a, log.With("component", "api"))
+	if err != nil {
+		return nil, err
+	}
+	a.server = srv
+	if cfg.MetricsAddress != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddress)
+		if err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("listening for metrics on %s: %w; set metricsAddress or tfsite.metrics=off", cfg.MetricsAddress, err)
+		}
+		a.metricLn = ln
+	}
+	return a, nil
+}
+
+// MetricsAddr is the bound metrics address (nil when disabled).
+func (a *Agent) MetricsAddr() net.Addr {
+	if a.metricLn == nil {
+		return nil
+	}
+	return a.metricLn.Addr()
+}
+
+// Run runs the site until ctx is done; it returns nil then. An error means
+// the agent cannot continue (e.g. the gossip port is taken).
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		if err := a.server.Run(ctx); err != nil {
+			a.log.Error("API server stopped", "err", err)
+		}
+	})
+	if a.metricLn != nil {
+		// Gauges are refreshed per scrape, not per event: with hundreds of
+		// peers a status snapshot is not free.
+		mh := a.metrics.Handler()
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a.metrics.Update(a.Status(r.Context()))
+			mh.ServeHTTP(w, r)
+		})
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() { _ = hs.Serve(a.metricLn) })
+		wg.Go(func() { <-ctx.Done(); _ = hs.Close() })
+	}
+	wg.Go(func() { a.watchdog(ctx) })
+	a.touch()
+
+	cfg, ok := a.waitForConfig(ctx)
+	if !ok {
+		return nil
+	}
+	if !a.discoverUnderlay(ctx, cfg) {
+		return nil
+	}
+	if err := a.startCore(cfg); err != nil {
+		a.setError(err)
+		return err
+	}
+	a.mu.Lock()
+	members, allocator := a.members, a.alloc
+	a.mu.Unlock()
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- members.Run(ctx) })
+	wg.Go(func() { errc <- allocator.Run(ctx) })
+	return a.reconcile(ctx, cfg, errc)
+}
+
+// waitForConfig returns the config once it names a site (at once, usually).
+func (a *Agent) waitForConfig(ctx context.Context) (config.Config, bool) {
+	a.mu.Lock()
+	cfg := a.cfg
+	a.mu.Unlock()
+	if !cfg.NeedsConfiguration() {
+		return cfg, true
+	}
+	a.log.Warn("no site name configured: waiting for configuration (kernel command line tfsite.site=, NoCloud seed, or /etc/tfsite/config.yaml)")
+	_, _ = daemon.SdNotify(false, "STATUS=needs configuration: set tfsite.site= or write /etc/tfsite/config.yaml")
+	t := time.NewTicker(ReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return cfg, false
+		case <-t.C:
+		}
+		a.touch()
+		if a.reload == nil {
+			continue
+		}
+		l, err := a.reload(ctx)
+		if err != nil {
+			a.setError(err)
+			continue
+		}
+		if l.Config.NeedsConfiguration() {
+			continue
+		}
+		if err := l.Config.Validate(); err != nil {
+			a.setError(fmt.Errorf("configuration found but invalid: %s", strings.ReplaceAll(err.Error(), "\n", "; ")))
+			continue
+		}
+		a.log.Info("configuration found", "site", l.Config.Site, "sources", l.Applied)
+		a.mu.Lock()
+		a.cfg, a.sources, a.phase, a.lastErr = l.Config, l.Applied, api.PhaseStarting, ""
+		a.mu.Unlock()
+		return l.Config, true
+	}
+}
+
+// discoverUnderlay finds the underlay interface and gateway. Failures are
+// retried; with an advertise address configured the agent goes on without.
+func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config) bool {
+	if cfg.Underlay.Disabled {
+		return true
+	}
+	a.setPhase(api.PhaseDiscovering)
+	opts := underlay.Default()
+	opts.Iface = cfg.Underlay.Interface
+	opts.Timeout = time.Duration(cfg.Underlay.Timeout)
+	if cfg.ManagementInterface != "" {
+		opts.Skip = []string{cfg.ManagementInterface}
+	}
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		a.touch()
+		res, err := a.discover(ctx, opts, a.log.With("component", "underlay"))
+		if err == nil {
+			a.log.Info("underlay discovered", "interface", res.Interface, "address", res.Address, "gateway", res.Gateway, "source", res.GatewaySource)
+			a.mu.Lock()
+			a.under = res
+			a.mu.Unlock()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		a.setError(fmt.Errorf("underlay discovery: %w", err))
+		if cfg.Gossip.AdvertiseAddress != "" {
+			a.log.Warn("underlay discovery failed; continuing with the configured advertise address", "err", err)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// advertiseAddr picks the address peers reach this site at: configured,
+// else the discovered underlay address, else a specific bind address, else
+// "" (memberlist then picks a private address of the host).
+func (a *Agent) advertiseAddr(cfg config.Config) string {
+	if cfg.Gossip.AdvertiseAddress != "" {
+		return cfg.Gossip.AdvertiseAddress
+	}
+	a.mu.Lock()
+	under := a.under
+	a.mu.Unlock()
+	if under != nil {
+		if p, err := netip.ParsePrefix(under.Address); err == nil {
+			return p.Addr().String()
+		}
+	}
+	if b, err := netip.ParseAddr(cfg.Gossip.BindAddress); err == nil && !b.IsUnspecified() {
+		return b.String()
+	}
+	return ""
+}
+
+// startCore creates membership and the allocator.
+func (a *Agent) startCore(cfg config.Config) error {
+	keys, err := cfg.GossipKey()
+	if err != nil {
+		return fmt.Errorf("gossip key: %w", err)
+	}
+	var keyring [][]byte
+	if keys != nil {
+		keyring = [][]byte{keys}
+	} else {
+		a.log.Warn("gossip is not encrypted: set gossip.keyFile (or tfsite.key=) on every site")
+	}
+	adv := a.advertiseAddr(cfg)
+	mc := membership.Default()
+	mc.Site, mc.Seeds, mc.Keys = cfg.Site, cfg.Gossip.Seeds, keyring
+	mc.BindAddr, mc.BindPort = cfg.Gossip.BindAddress, cfg.Gossip.BindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = adv, cfg.Gossip.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		// memberlist advertises AdvertisePort as is once an address is set.
+		mc.AdvertisePort = cfg.Gossip.BindPort
+	}
+	mc.Profile, mc.RejoinInterval = cfg.Gossip.Profile, time.Duration(cfg.Gossip.RejoinInterval)
+	mc.Meta = membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: alloc.VoterSetHash(cfg.Voters)}
+	if u, err := netip.ParseAddr(adv); err == nil {
+		mc.Meta.Underlay = u
+	}
+	members, err := membership.New(mc, a.log.With("component", "membership"))
+	if err != nil {
+		return err
+	}
+	if adv == "" {
+		adv = members.LocalAddr().Addr().String()
+	}
+	ac := alloc.Default()
+	ac.Site, ac.Voters, ac.Keys, ac.Pools = cfg.Site, cfg.Voters, keyring, cfg.Pools
+	ac.StateDir = filepath.Join(cfg.StateDir, "alloc")
+	ac.RetryInterval = time.Duration(cfg.Allocator.RetryInterval)
+	m := time.Duration(max(cfg.Allocator.RaftMultiplier, 1))
+	ac.HeartbeatTimeout, ac.ElectionTimeout, ac.LeaderLeaseTimeout = m*ac.HeartbeatTimeout, m*ac.ElectionTimeout, m*ac.LeaderLeaseTimeout
+	bind, err := netip.ParseAddr(cfg.Gossip.BindAddress)
+	if err != nil {
+		members.Close()
+		return fmt.Errorf("gossip.bindAddress: %w", err)
+	}
+	ac.BindAddr = netip.AddrPortFrom(bind, uint16(cfg.Allocator.BindPort))
+	if advAddr, err := netip.ParseAddr(adv); err == nil && (advAddr != bind || cfg.Allocator.AdvertisePort != 0) {
+		port := cfg.Allocator.AdvertisePort
+		if port == 0 {
+			port = cfg.Allocator.BindPort
+		}
+		ac.Advertise = netip.AddrPortFrom(advAddr, uint16(port))
+	}
+	allocator, err := alloc.New(ac, members, a.log.With("component", "alloc"))
+	if err != nil {
+		members.Close()
+		return err
+	}
+	a.mu.Lock()
+	a.members, a.alloc = members, allocator
+	a.mu.Unlock()
+	a.log.Info("agent started", "site", cfg.Site, "gossip", members.LocalAddr(), "voter", ac.IsVoter(), "allocator", allocator.Endpoint(), "seeds", cfg.Gossip.Seeds)
+	return nil
+}
+
+// reconcile is the level-triggered loop: on any change (or every few
+// seconds) it re-reads the allocator and membership, publishes the
+// allocation and endpoints into gossip metadata, and updates metrics and
+// systemd.
+func (a *Agent) reconcile(ctx context.Context, cfg config.Config, errc <-chan error) error {
+	a.mu.Lock()
+	members, allocator := a.members, a.alloc
+	a.mu.Unlock()
+	// Only the allocator's state and our own addresses go into the metadata,
+	// so membership churn does not wake this loop.
+	allocEv := allocator.Subscribe()
+	_, heldAtStart := allocator.Local()
+	ready := false
+	start := time.Now()
+	t := time.NewTicker(loopInterval)
+	defer t.Stop()
+	for {
+		a.touch()
+		meta := membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: allocator.VoterHash(), RPC: allocator.Endpoint()}
+		if u, err := netip.ParseAddr(a.advertiseAddr(cfg)); err == nil {
+			meta.Underlay = u
+		} else {
+			meta.Underlay = members.LocalAddr().Addr()
+		}
+		if al, ok := allocator.Local(); ok {
+			meta.Alloc = &al
+			if !ready {
+				ready = true
+				if !heldAtStart {
+					a.metrics.ObserveCommit(time.Since(start))
+				}
+				a.log.Info("allocation held", "asn", al.ASN, "pod", al.Pod, "service", al.Service, "fabric", al.Fabric, "after", time.Since(a.started).Round(time.Millisecond))
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+al.String())
+			}
+		}
+		if err := members.UpdateMeta(meta); err != nil && !errors.Is(err, membership.ErrClosed) {
+			a.setError(fmt.Errorf("publishing gossip metadata: %w", err))
+		}
+		// Rate limit: many sites converging at once wake every agent often.
+		select {
+		case <-ctx.Done():
+		case <-time.After(minPass):
+		}
+		select {
+		case <-ctx.Done():
+			_ = members.Leave(time.Second)
+			return nil
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("a component stopped unexpectedly")
+			}
+			a.setError(err)
+			return err
+		case <-allocEv:
+		case <-t.C:
+		}
+	}
+}
+
+// watchdog pings systemd's watchdog while the loops are alive.
+func (a *Agent) watchdog(ctx context.Context) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A loop stuck for longer than the watchdog interval stops the pings,
+		// so systemd restarts the agent.
+		if time.Since(time.Unix(0, a.lastLoop.Load())) < interval {
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+func (a *Agent) touch() { a.lastLoop.Store(time.Now().UnixNano()) }
+
+func (a *Agent) setPhase(p string) {
+	a.mu.Lock()
+	a.phase = p
+	a.mu.Unlock()
+}
+
+func (a *Agent) setError(err error) {
+	a.log.Warn("agent error", "err", err)
+	a.mu.Lock()
+	a.lastErr = err.Error()
+	a.mu.Unlock()
+}
+
+// Status implements api.Backend.
+func (a *Agent) Status(ctx context.Context) api.Status {
+	a.mu.Lock()
+	cfg, phase, lastErr, under, members, allocator := a.cfg, a.phase, a.lastErr, a.under, a.members, a.alloc
+	sources := a.sources
+	a.mu.Unlock()
+	st := api.Status{
+		Site: cfg.Site, Phase: phase, Version: version.Version, LastError: lastErr,
+		Voters: cfg.Voters, Voter: slices.Contains(cfg.Voters, cfg.Site), ConfigSources: sources,
+		Peers: []api.Peer{},
+	}
+	switch {
+	case under != nil:
+		st.Underlay = &api.Underlay{Interface: under.Interface, Address: under.Address, Gateway: under.Gateway, GatewaySource: under.GatewaySource}
+	case cfg.Underlay.Disabled:
+		st.Underlay = &api.Underlay{Disabled: true}
+	}
+	if allocator != nil {
+		as := allocator.Status()
+		st.Phase = as.Phase
+		if as.Allocation != nil {
+			st.Allocation = apiAllocation(as.Allocation)
+		}
+		st.RaftState, st.Leader = as.RaftState, as.Leader
+		st.Problems = append(st.Problems, as.Problems...)
+		if as.Error != "" {
+			st.LastError = as.Error
+		}
+	}
+	if members != nil {
+		st.Gossip = members.LocalAddr().String()
+		st.GossipHealth = members.HealthScore()
+		st.Problems = append(st.Problems, members.Problems()...)
+		st.Peers = a.peers(members, cfg)
+	}
+	return st
+}
+
+// Peers implements api.Backend.
+func (a *Agent) Peers(ctx context.Context) []api.Peer {
+	a.mu.Lock()
+	members, cfg := a.members, a.cfg
+	a.mu.Unlock()
+	if members == nil {
+		return []api.Peer{}
+	}
+	return a.peers(members, cfg)
+}
+
+func (a *Agent) peers(members *membership.Membership, cfg config.Config) []api.Peer {
+	out := []api.Peer{}
+	for _, m := range members.Members() {
+		if m.Local {
+			continue
+		}
+		p := api.Peer{Site: m.Site, State: string(m.State), Address: m.Addr.String(), Version: m.Meta.Version, Voter: slices.Contains(cfg.Voters, m.Site)}
+		if m.Meta.Underlay.IsValid() {
+			p.Underlay = m.Meta.Underlay.String()
+		}
+		if m.Meta.Alloc != nil {
+			p.Allocation = apiAllocation(m.Meta.Alloc)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func apiAllocation(al *alloc.Allocation) *api.Allocation {
+	return &api.Allocation{ASN: al.ASN, Pod: al.Pod, Service: al.Service, Fabric: al.Fabric}
+}
+
+// Release implements api.Backend: it frees a departed site's allocation.
+// The local site and sites gossip sees alive or suspect are refused.
+func (a *Agent) Release(ctx context.Context, site string) error {
+	a.mu.Lock()
+	cfg, members, allocator := a.cfg, a.members, a.alloc
+	a.mu.Unlock()
+	if allocator == nil {
+		return fmt.Errorf("%w: the agent is not running the allocator yet (phase %s)", api.ErrUnavailable, a.Status(ctx).Phase)
+	}
+	if err := alloc.ValidateSiteName(site); err != nil {
+		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	}
+	if site == cfg.Site {
+		return fmt.Errorf("%w: %q is this site; release it from another site after shutting this one down", api.ErrConflict, site)
+	}
+	for _, m := range members.Members() {
+		if m.Site == site && (m.State == membership.StateAlive || m.State == membership.StateSuspect) {
+			return fmt.Errorf("%w: site %q is %s in gossip; stop it for good before releasing its allocation", api.ErrConflict, site, m.State)
+		}
+	}
+	err := allocator.Release(ctx, site)
+	switch {
+	case err == nil:
+		a.log.Info("released allocation", "site", site)
+		return nil
+	case errors.Is(err, alloc.ErrUnknownSite):
+		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, alloc.ErrNoQuorum), errors.Is(err, alloc.ErrNoVoter):
+		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	return fmt.Errorf("releasing %q: %w", site, err)
+}
+
+// Close stops everything; safe to call twice. Run's goroutines end with
+// its ctx; Close releases the sockets and stores.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.server.Close()
+		if a.metricLn != nil {
+			a.metricLn.Close()
+		}
+		a.mu.Lock()
+		members, allocator := a.members, a.alloc
+		a.phase = api.PhaseStopped
+		a.mu.Unlock()
+		if allocator != nil {
+			allocator.Close()
+		}
+		if members != nil {
+			members.Close()
+		}
+	})
+	return nil
+}

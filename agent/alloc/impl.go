@@ -1,0 +1,880 @@
+package alloc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// verifyInterval: how often an allocated site re-asserts its allocation, so
+// that an operator release of a live site is noticed and reported. Long
+// enough that hundreds of allocated sites cost the leader little.
+const verifyInterval = 5 * time.Minute
+
+type allocator struct {
+	cfg     Config
+	members MemberSource
+	log     *slog.Logger
+	owner   string
+	kr      keyring
+	dial    func(context.Context, netip.AddrPort) (net.Conn, error)
+	voter   bool
+	hash    string
+
+	// voters only
+	ep    *endpoint
+	adv   netip.AddrPort
+	fsm   *fsm
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	store *raftStore
+	reqs  chan *pending
+
+	mu         sync.Mutex
+	rec        *Allocation // recorded (durable) allocation
+	confirmed  bool        // committed state confirmed rec in this run
+	phase      string
+	lastErr    string
+	leaderHint string
+	subs       []chan struct{}
+	allocated  chan struct{} // closed once rec is set
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+	wg        sync.WaitGroup
+	running   bool
+}
+
+type pending struct {
+	req   request
+	resp  chan response
+	tries int
+}
+
+func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocator, error) {
+	def := Default()
+	for _, d := range []struct{ v, def *time.Duration }{
+		{&cfg.RetryInterval, &def.RetryInterval}, {&cfg.RequestTimeout, &def.RequestTimeout},
+		{&cfg.HeartbeatTimeout, &def.HeartbeatTimeout}, {&cfg.ElectionTimeout, &def.ElectionTimeout},
+		{&cfg.LeaderLeaseTimeout, &def.LeaderLeaseTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = *d.def
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("allocator config: %w", err)
+	}
+	if members == nil {
+		return nil, errors.New("allocator: no member source")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	a := &allocator{
+		cfg: cfg, members: members, log: log, kr: newKeyring(cfg.Keys), dial: defaultDial,
+		voter: cfg.IsVoter(), hash: cfg.VoterSetHash(), phase: PhaseStarting,
+		allocated: make(chan struct{}), done: make(chan struct{}),
+	}
+	var err error
+	if a.owner, err = loadOrCreateOwner(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.StateDir, recordFile)); err == nil {
+		r, err := decodeRecord(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (it is this site's durable allocation: repair it, never delete it while the site is in use)", filepath.Join(cfg.StateDir, recordFile), err)
+		}
+		if r.Alloc.Site != cfg.Site {
+			return nil, fmt.Errorf("state dir %s holds the allocation of site %q but this agent is configured as site %q: fix the site name or use another state dir", cfg.StateDir, r.Alloc.Site, cfg.Site)
+		}
+		if r.Owner != a.owner {
+			return nil, fmt.Errorf("state dir %s: allocation record owner %s differs from node id %s: the state dir was mixed from two nodes", cfg.StateDir, short(r.Owner), short(a.owner))
+		}
+		al := r.Alloc
+		a.rec = &al
+		close(a.allocated)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading allocation record: %w", err)
+	}
+	if a.voter {
+		if err := a.openRaft(); err != nil {
+			a.closeRaft()
+			return nil, err
+		}
+	}
+	return &Allocator{cfg: cfg, members: members, log: log, impl: a}, nil
+}
+
+// openRaft starts the endpoint listener and the raft member.
+func (a *allocator) openRaft() error {
+	ln, err := net.Listen("tcp", a.cfg.BindAddr.String())
+	if err != nil {
+		return fmt.Errorf("allocator endpoint: listening on %s: %w", a.cfg.BindAddr, err)
+	}
+	bound := ln.Addr().(*net.TCPAddr).AddrPort()
+	a.adv = a.cfg.Advertise
+	if !a.adv.IsValid() {
+		a.adv = netip.AddrPortFrom(a.cfg.BindAddr.Addr(), bound.Port())
+	} else if a.adv.Port() == 0 {
+		a.adv = netip.AddrPortFrom(a.adv.Addr(), bound.Port())
+	}
+	a.ep = &endpoint{
+		ln: ln, kr: a.kr, raftCh: make(chan net.Conn), handle: a.handle, dial: a.dial,
+		conns: map[net.Conn]struct{}{}, closed: make(chan struct{}),
+		onError: func(err error) { a.log.Warn("allocator endpoint", "err", err) },
+	}
+	dir := filepath.Join(a.cfg.StateDir, raftDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating raft dir: %w", err)
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: a.log.With("component", "raft")}, DisableTime: true})
+	a.store, err = openRaftStore(filepath.Join(dir, "raft.db"))
+	if err != nil {
+		return fmt.Errorf("opening raft store %s: %w (is another agent using this state dir?)", filepath.Join(dir, "raft.db"), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	if err != nil {
+		return fmt.Errorf("opening raft snapshots: %w", err)
+	}
+	a.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		ServerAddressProvider: addrProvider{a}, Stream: &streamLayer{e: a.ep},
+		MaxPool: 3, Timeout: 10 * time.Second, Logger: hl,
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(a.cfg.Site)
+	rc.HeartbeatTimeout = a.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = a.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
+	rc.Logger = hl
+	rc.SnapshotThreshold = 1024
+	a.fsm = newFSM()
+	existing, err := raft.HasExistingState(a.store, a.store, snaps)
+	if err != nil {
+		return fmt.Errorf("reading raft state: %w", err)
+	}
+	a.raft, err = raft.NewRaft(rc, a.fsm, a.store, a.store, snaps, a.trans)
+	if err != nil {
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	if !existing {
+		// Every voter bootstraps the same fixed configuration; addresses are
+		// resolved through gossip at dial time (addrProvider), so no voter
+		// has to wait for the others to bootstrap.
+		var servers []raft.Server
+		voters := slices.Clone(a.cfg.Voters)
+		sort.Strings(voters)
+		for _, v := range voters {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(v), Address: raft.ServerAddress(v)})
+		}
+		if err := a.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrapping raft: %w", err)
+		}
+	} else if err := a.checkRaftVoters(); err != nil {
+		return err
+	}
+	a.reqs = make(chan *pending, 1024)
+	return nil
+}
+
+// checkRaftVoters compares the committed raft configuration with the
+// configured voter set.
+func (a *allocator) checkRaftVoters() error {
+	f := a.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("reading raft configuration: %w", err)
+	}
+	var have []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			have = append(have, string(s.ID))
+		}
+	}
+	if VoterSetHash(have) != a.hash {
+		sort.Strings(have)
+		return fmt.Errorf("%w: this voter's raft state was bootstrapped with voters [%s] but the config lists [%s]: changing the voter set of a running fleet is not supported; restore the old list", ErrVoterMismatch, strings.Join(have, " "), strings.Join(a.cfg.Voters, " "))
+	}
+	return nil
+}
+
+// addrProvider resolves raft server IDs (site names) to endpoints through gossip.
+type addrProvider struct{ a *allocator }
+
+func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if string(id) == p.a.cfg.Site {
+		return raft.ServerAddress(p.a.adv.String()), nil
+	}
+	if ep, ok := p.a.voterEndpoint(string(id)); ok {
+		return raft.ServerAddress(ep.String()), nil
+	}
+	return "", fmt.Errorf("voter %s not seen in gossip yet", id)
+}
+
+func (a *allocator) voterEndpoint(site string) (netip.AddrPort, bool) {
+	if site == a.cfg.Site && a.voter {
+		return a.adv, true
+	}
+	for _, p := range a.members.Peers() {
+		if p.Site == site && p.Endpoint.IsValid() {
+			return p.Endpoint, true
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+func (a *allocator) endpoint() netip.AddrPort { return a.adv }
+
+func (a *allocator) run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.running {
+		a.mu.Unlock()
+		return errors.New("allocator: Run called twice")
+	}
+	a.running = true
+	a.mu.Unlock()
+	select {
+	case <-a.done:
+		return ErrClosed
+	default:
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if a.voter {
+		a.ep.wg.Add(1)
+		go a.ep.serve(ctx)
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.worker(ctx) }()
+	}
+	wake := a.members.Subscribe()
+	fails := 0
+	for {
+		err := a.acquire(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := a.cfg.RetryInterval
+		switch {
+		case err == nil:
+			wait, fails = verifyInterval, 0
+		case errors.Is(err, ErrNoQuorum):
+			// Voters are there but not answering (election, overload,
+			// partition): back off up to 4x so a crowd of waiting sites
+			// does not keep an overloaded leader from recovering.
+			fails++
+			wait <<= min(fails-1, 2)
+		default:
+			fails = 0
+		}
+		wait = wait/2 + rand.N(wait) // jitter 0.5x..1.5x
+		// Only a site still looking for a voter retries early when gossip
+		// changes; everything else waits for its timer, so hundreds of sites
+		// joining at once do not turn churn into a request storm.
+		early := errors.Is(err, ErrNoVoter)
+		t := time.NewTimer(wait)
+	waiting:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case _, ok := <-wake:
+				if !ok {
+					wake = nil
+				}
+				if early {
+					t.Stop()
+					a.waitTimer(ctx, rand.N(a.cfg.RetryInterval/4+1)) // spread the herd
+					break waiting
+				}
+			case <-t.C:
+				break waiting
+			}
+		}
+	}
+}
+
+func (a *allocator) waitTimer(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// acquire asks for (or re-asserts) the allocation once.
+func (a *allocator) acquire(ctx context.Context) error {
+	a.mu.Lock()
+	var claim *Allocation
+	if a.rec != nil {
+		c := *a.rec
+		claim = &c
+	}
+	wasConfirmed := a.confirmed
+	if !wasConfirmed && a.phase == PhaseStarting {
+		a.phase = PhaseRequesting
+	}
+	a.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := a.send(rctx, request{Op: rpcAllocate, Site: a.cfg.Site, Owner: a.owner, Claim: claim, VoterHash: a.hash})
+	if err == nil && resp.Alloc == nil {
+		err = errors.New("allocator: voter answered without an allocation")
+	}
+	if err == nil && claim != nil && *resp.Alloc != *claim {
+		err = fmt.Errorf("%w: committed state holds %v for this site but its record says %v", ErrConflict, *resp.Alloc, *claim)
+	}
+	if err == nil && resp.Alloc.Site != a.cfg.Site {
+		err = fmt.Errorf("allocator: voter answered for site %q", resp.Alloc.Site)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		a.setError(err, wasConfirmed)
+		return err
+	}
+	if claim == nil {
+		if werr := writeRecord(a.cfg.StateDir, localRecord{Owner: a.owner, Alloc: *resp.Alloc}); werr != nil {
+			// Committed but not recorded: the FSM keeps it for our owner id,
+			// so the next attempt gets the same values back.
+			a.setError(fmt.Errorf("recording allocation: %w", werr), false)
+			return werr
+		}
+		a.log.Info("allocation committed", "site", a.cfg.Site, "asn", resp.Alloc.ASN, "pod", resp.Alloc.Pod, "service", resp.Alloc.Service, "fabric", resp.Alloc.Fabric)
+	} else if !wasConfirmed {
+		a.log.Info("recorded allocation confirmed", "allocation", resp.Alloc.String())
+	}
+	a.mu.Lock()
+	if a.rec == nil {
+		al := *resp.Alloc
+		a.rec = &al
+		close(a.allocated)
+	}
+	a.confirmed = true
+	a.phase, a.lastErr = PhaseAllocated, ""
+	a.mu.Unlock()
+	a.notify()
+	return nil
+}
+
+func (a *allocator) setError(err error, allocated bool) {
+	phase := PhaseNoQuorum
+	switch {
+	case errors.Is(err, ErrConflict):
+		phase = PhaseConflict
+	case errors.Is(err, ErrExhausted):
+		phase = PhaseExhausted
+	case errors.Is(err, ErrVoterMismatch):
+		phase = PhaseVoterMismatch
+	case errors.Is(err, ErrNoVoter):
+		phase = PhaseWaitingVoters
+	case allocated:
+		// Held and recorded; only re-verification failed for now.
+		phase = PhaseAllocated
+	}
+	a.mu.Lock()
+	changed := a.phase != phase || a.lastErr != err.Error()
+	if phase == PhaseConflict && a.phase != PhaseConflict {
+		a.log.Error("allocation conflict: operator action needed", "site", a.cfg.Site, "err", err)
+	} else if changed && phase == PhaseWaitingVoters {
+		a.log.Info("waiting for a voter to appear in gossip", "site", a.cfg.Site, "voters", a.cfg.Voters)
+	} else if changed {
+		a.log.Warn("allocation not (re)confirmed", "site", a.cfg.Site, "phase", phase, "err", err)
+	}
+	a.phase, a.lastErr = phase, err.Error()
+	a.mu.Unlock()
+	if changed {
+		a.notify()
+	}
+}
+
+// send delivers req to the leader: through the local raft member on a
+// voter, else through any voter known from gossip, following not-leader
+// redirects.
+func (a *allocator) send(ctx context.Context, req request) (response, error) {
+	type target struct {
+		site string
+		ep   netip.AddrPort
+	}
+	var targets []target
+	mismatch := 0
+	for _, p := range a.members.Peers() {
+		if !p.Alive || !p.Endpoint.IsValid() {
+			continue
+		}
+		if p.VoterHash != "" && p.VoterHash != a.hash {
+			mismatch++
+			continue
+		}
+		targets = append(targets, target{p.Site, p.Endpoint})
+	}
+	rand.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
+	a.mu.Lock()
+	hint := a.leaderHint
+	a.mu.Unlock()
+	sort.SliceStable(targets, func(i, j int) bool { return targets[i].site == hint && targets[j].site != hint })
+	if a.voter {
+		targets = append([]target{{site: a.cfg.Site}}, targets...)
+	}
+	if len(targets) == 0 {
+		if mismatch > 0 {
+			return response{}, fmt.Errorf("%w: every voter seen (%d) is configured with another voter set than ours (%s): make the voters list identical on every site", ErrVoterMismatch, mismatch, a.hash)
+		}
+		return response{}, fmt.Errorf("%w: no voter of [%s] seen through gossip yet (check seeds and gossip key)", ErrNoVoter, strings.Join(a.cfg.Voters, " "))
+	}
+	var errs []error
+	tried := map[string]bool{}
+	for i := 0; i < len(targets) && i < 8; i++ {
+		t := targets[i]
+		if tried[t.site] {
+			continue
+		}
+		tried[t.site] = true
+		var resp response
+		var err error
+		if t.site == a.cfg.Site && a.voter {
+			resp = a.handle(ctx, req)
+		} else {
+			resp, err = call(ctx, a.dial, a.kr, t.ep, req)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("voter %s: %w", t.site, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if resp.Code == codeNotLeader && resp.Leader != "" {
+			a.mu.Lock()
+			a.leaderHint = resp.Leader
+			a.mu.Unlock()
+			if !tried[resp.Leader] {
+				if ep, ok := a.voterEndpoint(resp.Leader); ok {
+					// Try the leader next.
+					targets = slices.Insert(targets, i+1, target{resp.Leader, ep})
+				}
+			}
+			errs = append(errs, fmt.Errorf("voter %s: not the leader (leader %s)", t.site, resp.Leader))
+			continue
+		}
+		if resp.Code == codeNoQuorum || resp.Code == codeNotLeader {
+			errs = append(errs, errorOf(codeNoQuorum, fmt.Sprintf("voter %s: %s", t.site, resp.Msg)))
+			continue
+		}
+		if resp.Code == codeVoterMismatch {
+			return resp, errorOf(resp.Code, resp.Msg)
+		}
+		if resp.Code != "" {
+			return resp, errorOf(resp.Code, resp.Msg)
+		}
+		return resp, nil
+	}
+	return response{}, fmt.Errorf("%w: no voter leader answered: %w", ErrNoQuorum, errors.Join(errs...))
+}
+
+// handle serves one request on a voter (from the network or locally).
+func (a *allocator) handle(ctx context.Context, req request) response {
+	if req.VoterHash != a.hash {
+		return response{Code: codeVoterMismatch, Msg: fmt.Sprintf("voter %s is configured with voters [%s] (hash %s) but site %s with hash %s: make the voters list identical on every site", a.cfg.Site, strings.Join(a.cfg.Voters, " "), a.hash, req.Site, req.VoterHash)}
+	}
+	if req.Op == rpcTable {
+		return response{Table: a.fsm.table()}
+	}
+	if a.raft.State() != raft.Leader {
+		_, id := a.raft.LeaderWithID()
+		if id == "" {
+			return response{Code: codeNoQuorum, Msg: fmt.Sprintf("voter %s knows no leader (election in progress or no majority of [%s] reachable)", a.cfg.Site, strings.Join(a.cfg.Voters, " "))}
+		}
+		return response{Code: codeNotLeader, Leader: string(id)}
+	}
+	p := &pending{req: req, resp: make(chan response, 1)}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	select {
+	case a.reqs <- p:
+	case <-ctx.Done():
+		return response{Code: codeNoQuorum, Msg: "leader busy"}
+	}
+	select {
+	case r := <-p.resp:
+		return r
+	case <-ctx.Done():
+		return response{Code: codeNoQuorum, Msg: fmt.Sprintf("leader %s did not commit in time", a.cfg.Site)}
+	}
+}
+
+// worker is the leader's single writer: it batches pending requests into
+// one raft entry each round, so the planner always sees every earlier
+// assignment and one commit serves many sites.
+func (a *allocator) worker(ctx context.Context) {
+	var carry []*pending
+	var barrierTerm uint64
+	for {
+		batch := carry
+		carry = nil
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case p := <-a.reqs:
+				batch = append(batch, p)
+			}
+		}
+	drain:
+		for len(batch) < 512 {
+			select {
+			case p := <-a.reqs:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		if ctx.Err() != nil {
+			for _, p := range batch {
+				p.resp <- response{Code: codeNoQuorum, Msg: "voter shutting down"}
+			}
+			return
+		}
+		carry = a.process(batch, &barrierTerm)
+	}
+}
+
+func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pending) {
+	fail := func(ps []*pending, r response) {
+		for _, p := range ps {
+			p.resp <- r
+		}
+	}
+	if a.raft.State() != raft.Leader {
+		_, id := a.raft.LeaderWithID()
+		fail(batch, response{Code: codeNotLeader, Leader: string(id)})
+		return nil
+	}
+	if term := a.raft.CurrentTerm(); term != *barrierTerm {
+		// New term: make sure every committed entry is applied before
+		// planning from the state machine.
+		if err := a.raft.Barrier(a.cfg.RequestTimeout).Error(); err != nil {
+			fail(batch, response{Code: codeNoQuorum, Msg: fmt.Sprintf("leader %s: %v", a.cfg.Site, err)})
+			return nil
+		}
+		*barrierTerm = term
+	}
+	// Releases first, in their own entry.
+	var releases, claims, fresh []*pending
+	for _, p := range batch {
+		switch {
+		case p.req.Op == rpcRelease:
+			releases = append(releases, p)
+		case p.req.Claim != nil:
+			claims = append(claims, p)
+		default:
+			fresh = append(fresh, p)
+		}
+	}
+	if len(releases) > 0 {
+		cmd := command{Op: opRelease}
+		for _, p := range releases {
+			cmd.Release = append(cmd.Release, p.req.Site)
+		}
+		res, err := a.apply(cmd)
+		for i, p := range releases {
+			if err != nil {
+				p.resp <- response{Code: codeOf(err), Msg: err.Error()}
+			} else {
+				p.resp <- response{Code: res[i].Code, Msg: res[i].Msg}
+				if res[i].Code == "" {
+					a.log.Warn("allocation released by operator", "site", p.req.Site, "allocation", res[i].Alloc.String())
+				}
+			}
+		}
+	}
+	pl := newPlanner(a.cfg.Pools, a.fsm.held())
+	cmd := command{Op: opAssign}
+	var inCmd []*pending
+	inBatch := map[string]bool{}
+	for _, p := range append(claims, fresh...) {
+		site := p.req.Site
+		if inBatch[site] {
+			carry = append(carry, p) // same site twice: next round answers from state
+			continue
+		}
+		inBatch[site] = true
+		if r, ok := a.fsm.get(site); ok {
+			switch {
+			case r.Owner != p.req.Owner:
+				p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, requester %s): two nodes use one site name, or the site was reinstalled without its state dir; if the old node is gone for good run `tfsite site release %s`", site, short(r.Owner), short(p.req.Owner), site)}
+			case p.req.Claim != nil && *p.req.Claim != r.Alloc:
+				p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q holds %v in the committed state but its record says %v", site, r.Alloc, *p.req.Claim)}
+			default:
+				al := r.Alloc
+				p.resp <- response{Alloc: &al}
+			}
+			continue
+		}
+		var al Allocation
+		if p.req.Claim != nil {
+			al = *p.req.Claim
+			ps := al.Prefixes()
+			pl.hold(al.ASN, ps[:]...)
+		} else {
+			var err error
+			if al, err = pl.assign(site); err != nil {
+				p.resp <- response{Code: codeOf(err), Msg: err.Error()}
+				continue
+			}
+		}
+		cmd.Assign = append(cmd.Assign, assignment{Owner: p.req.Owner, Alloc: al})
+		inCmd = append(inCmd, p)
+	}
+	if len(inCmd) == 0 {
+		return carry
+	}
+	res, err := a.apply(cmd)
+	if err != nil {
+		fail(inCmd, response{Code: codeOf(err), Msg: err.Error()})
+		return carry
+	}
+	for i, p := range inCmd {
+		r := res[i]
+		switch {
+		case r.Code == "":
+			al := r.Alloc
+			p.resp <- response{Alloc: &al}
+		case r.Code == codeConflict && p.req.Claim == nil && p.tries < 3:
+			// Planned from a state that moved on: plan again.
+			p.tries++
+			carry = append(carry, p)
+		default:
+			p.resp <- response{Code: r.Code, Msg: r.Msg}
+		}
+	}
+	return carry
+}
+
+// apply commits cmd and returns the per-item results.
+func (a *allocator) apply(cmd command) ([]result, error) {
+	b, err := jsonMarshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	f := a.raft.Apply(b, a.cfg.RequestTimeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: committing on %s: %v (outcome of an entry that was already sent is decided by the new leader; the request is retried)", ErrNoQuorum, a.cfg.Site, err)
+		}
+		return nil, fmt.Errorf("committing allocation: %w", err)
+	}
+	switch r := f.Response().(type) {
+	case []result:
+		n := len(cmd.Assign) + len(cmd.Release)
+		if len(r) != n {
+			return nil, fmt.Errorf("allocator: %d results for %d items", len(r), n)
+		}
+		return r, nil
+	case error:
+		return nil, r
+	default:
+		return nil, fmt.Errorf("allocator: unexpected FSM response %T", r)
+	}
+}
+
+func (a *allocator) local() (Allocation, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rec == nil {
+		return Allocation{}, false
+	}
+	return *a.rec, true
+}
+
+func (a *allocator) wait(ctx context.Context) (Allocation, error) {
+	select {
+	case <-a.allocated:
+		al, _ := a.local()
+		return al, nil
+	case <-ctx.Done():
+		return Allocation{}, ctx.Err()
+	case <-a.done:
+		return Allocation{}, ErrClosed
+	}
+}
+
+func (a *allocator) table(ctx context.Context) ([]Allocation, error) {
+	if a.voter {
+		return a.fsm.table(), nil
+	}
+	resp, err := a.sendAny(ctx, request{Op: rpcTable, VoterHash: a.hash})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Table, nil
+}
+
+// sendAny sends req to any voter (no leader needed).
+func (a *allocator) sendAny(ctx context.Context, req request) (response, error) {
+	var errs []error
+	for _, p := range a.members.Peers() {
+		if !p.Alive || !p.Endpoint.IsValid() {
+			continue
+		}
+		resp, err := call(ctx, a.dial, a.kr, p.Endpoint, req)
+		if err == nil && resp.Code != "" {
+			err = errorOf(resp.Code, resp.Msg)
+		}
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, fmt.Errorf("voter %s: %w", p.Site, err))
+	}
+	if errs == nil {
+		return response{}, fmt.Errorf("%w: no voter seen through gossip", ErrNoVoter)
+	}
+	return response{}, errors.Join(errs...)
+}
+
+func (a *allocator) release(ctx context.Context, site string) error {
+	if err := ValidateSiteName(site); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	_, err := a.send(ctx, request{Op: rpcRelease, Site: site, VoterHash: a.hash})
+	if err != nil {
+		return fmt.Errorf("releasing site %s: %w", site, err)
+	}
+	return nil
+}
+
+func (a *allocator) status() Status {
+	a.mu.Lock()
+	s := Status{Site: a.cfg.Site, Phase: a.phase, Error: a.lastErr, Voter: a.voter, VoterHash: a.hash}
+	if a.rec != nil {
+		al := *a.rec
+		s.Allocation = &al
+	}
+	select {
+	case <-a.done:
+		s.Phase = PhaseClosed
+	default:
+	}
+	a.mu.Unlock()
+	if a.voter && a.raft != nil {
+		s.RaftState = strings.ToLower(a.raft.State().String())
+		_, id := a.raft.LeaderWithID()
+		s.Leader = string(id)
+	}
+	for _, p := range a.members.Peers() {
+		if p.VoterHash != "" && p.VoterHash != a.hash && p.Alive {
+			s.Problems = append(s.Problems, fmt.Sprintf("site %s is configured with another voter set (hash %s, ours %s): make the voters list identical on every site", p.Site, p.VoterHash, a.hash))
+		}
+	}
+	if s.Phase == PhaseConflict {
+		s.Problems = append(s.Problems, s.Error)
+	}
+	return s
+}
+
+func (a *allocator) subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	select {
+	case <-a.done:
+		close(ch)
+		return ch
+	default:
+	}
+	a.subs = append(a.subs, ch)
+	return ch
+}
+
+func (a *allocator) notify() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ch := range a.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (a *allocator) close() error {
+	a.closeOnce.Do(func() {
+		a.mu.Lock()
+		close(a.done)
+		a.mu.Unlock()
+		a.closeErr = a.closeRaft()
+		a.wg.Wait()
+		a.mu.Lock()
+		for _, ch := range a.subs {
+			close(ch)
+		}
+		a.subs = nil
+		a.mu.Unlock()
+	})
+	return a.closeErr
+}
+
+func (a *allocator) closeRaft() error {
+	var errs []error
+	if a.raft != nil {
+		errs = append(errs, a.raft.Shutdown().Error())
+	}
+	if a.trans != nil {
+		errs = append(errs, a.trans.Close())
+	}
+	if a.ep != nil {
+		a.ep.close()
+	}
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// hclogWriter maps hclog lines ("[WARN]  raft: ...") onto slog levels.
+type hclogWriter struct{ log *slog.Logger }
+
+func (w *hclogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	lvl := slog.LevelDebug // raft's INFO chatter is debug for us
+	for tag, l := range map[string]slog.Level{"[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError} {
+		if i := strings.Index(line, tag); i >= 0 {
+			lvl = l
+			line = strings.TrimSpace(line[i+len(tag):])
+		}
+	}
+	if i := strings.Index(line, "] "); i >= 0 && i < 8 {
+		line = strings.TrimSpace(line[i+2:])
+	}
+	w.log.Log(context.Background(), lvl, line)
+	return len(p), nil
+}

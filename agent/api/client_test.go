@@ -1,0 +1,80 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestDecodeRejectsNonAgentAnswers(t *testing.T) {
+	if _, err := DecodeStatus(strings.NewReader(`{"site":"a"}`)); err == nil {
+		t.Error("status without phase accepted")
+	}
+	if _, err := DecodeStatus(strings.NewReader(`<html>`)); err == nil {
+		t.Error("HTML accepted as status")
+	}
+	if _, err := DecodePeers(strings.NewReader(`[{"state":"alive"}]`)); err == nil {
+		t.Error("peer without site accepted")
+	}
+	if _, err := DecodeStatus(strings.NewReader(`{"phase":"allocated","allocation":{"pod":"10.0.0.0/33"}}`)); err == nil {
+		t.Error("invalid prefix accepted")
+	}
+}
+
+func FuzzDecodeStatus(f *testing.F) {
+	b, _ := json.Marshal(sampleStatus())
+	f.Add(b)
+	f.Add([]byte(`{"phase":"x","peers":[{"site":"a","allocation":{"asn":1,"pod":"::/0"}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := DecodeStatus(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		// What decodes must encode and decode again to the same phase.
+		again, err := json.Marshal(st)
+		if err != nil {
+			t.Fatalf("re-encoding decoded status: %v", err)
+		}
+		st2, err := DecodeStatus(bytes.NewReader(again))
+		if err != nil || st2.Phase != st.Phase {
+			t.Fatalf("round trip: %v %q != %q", err, st2.Phase, st.Phase)
+		}
+	})
+}
+
+func FuzzDecodePeers(f *testing.F) {
+	b, _ := json.Marshal(sampleStatus().Peers)
+	f.Add(b)
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = DecodePeers(bytes.NewReader(b)) })
+}
+
+func FuzzDecodeError(f *testing.F) {
+	f.Add(409, []byte(`{"error":"conflict: x"}`))
+	f.Add(500, []byte(`plain`))
+	f.Fuzz(func(t *testing.T, code int, b []byte) {
+		if err := DecodeError(code, bytes.NewReader(b)); err == nil {
+			t.Fatal("DecodeError returned nil")
+		}
+	})
+}
+
+func TestWriteStatus(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteStatus(&b, sampleStatus()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"site", "site-a", "asn", "64513", "10.32.8.0/21", "eth0 192.0.2.10/24 gateway 192.0.2.1", "raft leader", "peers (2):", "site-b", "64514", "site-c", "dead"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	_ = WriteStatus(&b, Status{Phase: PhaseNeedsConfiguration})
+	if !strings.Contains(b.String(), "(not configured)") || !strings.Contains(b.String(), "needs-configuration") {
+		t.Errorf("unconfigured status:\n%s", b.String())
+	}
+}

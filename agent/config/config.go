@@ -1,0 +1,325 @@
+// Package config is the agent's typed configuration: defaults, validation and
+// the sources it is read from (kernel command line, NoCloud seed, file).
+package config
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/underlay"
+)
+
+// Default locations of the appliance.
+const (
+	DefaultFile           = "/etc/tfsite/config.yaml"
+	DefaultStateDir       = "/var/lib/tfsite"
+	DefaultAPISocket      = "/run/tfsite/api.sock"
+	DefaultMetricsAddress = "127.0.0.1:9465"
+	DefaultGossipPort     = 7946
+)
+
+// Config is everything the agent needs to run. Its YAML form is documented
+// field by field in docs/config.md.
+type Config struct {
+	// Site is this site's unique name; empty means the agent waits in the
+	// needs-configuration phase.
+	Site string `json:"site"`
+	// Gossip configures membership (memberlist).
+	Gossip Gossip `json:"gossip"`
+	// Allocator configures the allocation endpoint (raft + RPC) of voters.
+	Allocator Allocator `json:"allocator"`
+	// Voters are the site names whose quorum commits allocations. Every site
+	// must be configured with the same set.
+	Voters []string `json:"voters"`
+	// Pools are the ranges allocations are carved from.
+	Pools Pools `json:"pools"`
+	// StateDir holds durable state (allocation record, raft log of voters).
+	StateDir string `json:"stateDir"`
+	// APISocket is the unix socket of the local API (tfsite status).
+	APISocket string `json:"apiSocket"`
+	// APISocketGroup, when set, makes the socket mode 0660 owned by this group
+	// (name or numeric gid); otherwise it is 0600 (root only).
+	APISocketGroup string `json:"apiSocketGroup,omitempty"`
+	// MetricsAddress is host:port of the Prometheus /metrics endpoint; empty disables it.
+	MetricsAddress string `json:"metricsAddress"`
+	// ManagementInterface is kept out of underlay discovery and Tungsten Fabric.
+	ManagementInterface string `json:"managementInterface,omitempty"`
+	// Underlay configures gateway discovery.
+	Underlay Underlay `json:"underlay"`
+}
+
+// Gossip configures the memberlist transport.
+type Gossip struct {
+	// BindAddress is the local IP gossip listens on (TCP and UDP).
+	BindAddress string `json:"bindAddress"`
+	// BindPort is the gossip port; 0 picks a free port (tests only).
+	BindPort int `json:"bindPort"`
+	// AdvertiseAddress is the IP peers reach this site at; empty means the
+	// underlay address found by discovery, else the bind address.
+	AdvertiseAddress string `json:"advertiseAddress,omitempty"`
+	// AdvertisePort defaults to BindPort.
+	AdvertisePort int `json:"advertisePort,omitempty"`
+	// Seeds are host[:port] of any other sites; the port defaults to 7946.
+	Seeds []string `json:"seeds,omitempty"`
+	// KeyFile holds the base64 gossip encryption key (16, 24 or 32 bytes).
+	KeyFile string `json:"keyFile,omitempty"`
+	// Key is the same key inline (base64); use either Key or KeyFile.
+	Key string `json:"key,omitempty"`
+	// Profile tunes memberlist timers: lan (default), wan, or local (tests).
+	Profile string `json:"profile,omitempty"`
+	// RejoinInterval is how often seeds and known peers that are not alive
+	// are re-joined, so a healed partition merges again.
+	RejoinInterval Duration `json:"rejoinInterval"`
+}
+
+// Allocator configures the endpoint voters serve raft and allocation RPC on;
+// it binds the gossip bind address and advertises the gossip advertise
+// address. Non-voters do not listen.
+type Allocator struct {
+	// BindPort defaults to 7947; 0 picks a free port (tests only).
+	BindPort int `json:"bindPort"`
+	// AdvertisePort defaults to BindPort.
+	AdvertisePort int `json:"advertisePort,omitempty"`
+	// RetryInterval is how often a site without an allocation retries.
+	RetryInterval Duration `json:"retryInterval"`
+	// RaftMultiplier scales the Raft heartbeat, election and lease timeouts
+	// (1 = 1s/1s/500ms) for slow links or overloaded hosts, like Consul's
+	// raft_multiplier. 1 to 10; it should be the same on every voter.
+	RaftMultiplier int `json:"raftMultiplier"`
+}
+
+// Underlay configures discovery of the underlay interface and gateway.
+type Underlay struct {
+	// Interface is the NIC to discover on, or "auto" for every physical NIC.
+	Interface string `json:"interface"`
+	// Timeout bounds the DHCP exchange.
+	Timeout Duration `json:"timeout"`
+	// Disabled skips discovery (labs and tests); the advertise or bind
+	// address is then used as the underlay address.
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON accepts "30s"-style strings (and plain seconds as a number).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n float64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("duration must be a string like \"30s\", got %s", b)
+		}
+		*d = Duration(time.Duration(n * float64(time.Second)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want a form like \"30s\" or \"2m\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the configuration used where no source sets a field.
+func Default() Config {
+	return Config{
+		Gossip: Gossip{
+			BindAddress:    "0.0.0.0",
+			BindPort:       DefaultGossipPort,
+			Profile:        "lan",
+			RejoinInterval: Duration(15 * time.Second),
+		},
+		Allocator: Allocator{
+			BindPort:       alloc.DefaultPort,
+			RetryInterval:  Duration(2 * time.Second),
+			RaftMultiplier: 1,
+		},
+		Pools:          DefaultPools(),
+		StateDir:       DefaultStateDir,
+		APISocket:      DefaultAPISocket,
+		MetricsAddress: DefaultMetricsAddress,
+		Underlay: Underlay{
+			Interface: "auto",
+			Timeout:   Duration(underlay.Default().Timeout),
+		},
+	}
+}
+
+// NeedsConfiguration reports whether no source named the site, in which case
+// the agent waits for configuration instead of starting.
+func (c Config) NeedsConfiguration() bool { return c.Site == "" }
+
+// Validate checks the whole configuration and reports every problem at once,
+// one line each, naming the field and the fix.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	switch {
+	case c.Site == "":
+		add("site", "empty; set the site name (tfsite.site= on the kernel command line, or site: in the config)")
+	default:
+		if err := alloc.ValidateSiteName(c.Site); err != nil {
+			add("site", "%v", err)
+		}
+	}
+	g := c.Gossip
+	if _, err := netip.ParseAddr(g.BindAddress); err != nil {
+		add("gossip.bindAddress", "%q is not an IP address; use e.g. 0.0.0.0 or the underlay address", g.BindAddress)
+	}
+	if g.BindPort < 0 || g.BindPort > 65535 {
+		add("gossip.bindPort", "%d is out of range; use 1-65535 (default %d)", g.BindPort, DefaultGossipPort)
+	}
+	if g.AdvertiseAddress != "" {
+		if a, err := netip.ParseAddr(g.AdvertiseAddress); err != nil || a.IsUnspecified() {
+			add("gossip.advertiseAddress", "%q is not a unicast IP address; set the address peers reach this site at, or leave it empty", g.AdvertiseAddress)
+		}
+	}
+	if g.AdvertisePort < 0 || g.AdvertisePort > 65535 {
+		add("gossip.advertisePort", "%d is out of range; use 1-65535 or 0 for the bind port", g.AdvertisePort)
+	}
+	switch g.Profile {
+	case "lan", "wan", "local":
+	default:
+		add("gossip.profile", "%q is not a profile; use lan, wan or local", g.Profile)
+	}
+	if g.RejoinInterval <= 0 {
+		add("gossip.rejoinInterval", "%s must be positive, e.g. \"15s\"", time.Duration(g.RejoinInterval))
+	}
+	a := c.Allocator
+	if a.BindPort < 0 || a.BindPort > 65535 {
+		add("allocator.bindPort", "%d is out of range; use 1-65535 (default %d)", a.BindPort, alloc.DefaultPort)
+	} else if a.BindPort != 0 && a.BindPort == g.BindPort {
+		add("allocator.bindPort", "%d is also the gossip port; use another (default %d)", a.BindPort, alloc.DefaultPort)
+	}
+	if a.AdvertisePort < 0 || a.AdvertisePort > 65535 {
+		add("allocator.advertisePort", "%d is out of range; use 1-65535 or 0 for the bind port", a.AdvertisePort)
+	}
+	if a.RaftMultiplier < 1 || a.RaftMultiplier > 10 {
+		add("allocator.raftMultiplier", "%d is out of range; use 1 (LAN) to 10 (slow links or overloaded hosts)", a.RaftMultiplier)
+	}
+	if a.RetryInterval <= 0 {
+		add("allocator.retryInterval", "%s must be positive, e.g. \"2s\"", time.Duration(a.RetryInterval))
+	}
+	for i, s := range g.Seeds {
+		if _, err := SeedAddress(s); err != nil {
+			add(fmt.Sprintf("gossip.seeds[%d]", i), "%v", err)
+		}
+	}
+	if g.Key != "" && g.KeyFile != "" {
+		add("gossip.key", "both key and keyFile are set; keep one")
+	} else if _, err := c.GossipKey(); err != nil {
+		field := "gossip.key"
+		if g.KeyFile != "" {
+			field = "gossip.keyFile"
+		}
+		add(field, "%v", err)
+	}
+	if len(c.Voters) == 0 {
+		add("voters", "empty; list the site names that commit allocations (the same list on every site), e.g. voters: [site-a]")
+	}
+	seen := map[string]bool{}
+	for i, v := range c.Voters {
+		if err := alloc.ValidateSiteName(v); err != nil {
+			add(fmt.Sprintf("voters[%d]", i), "%v", err)
+		}
+		if seen[v] {
+			add(fmt.Sprintf("voters[%d]", i), "%q is listed twice; list each voter once", v)
+		}
+		seen[v] = true
+	}
+	if err := c.Pools.Validate(); err != nil {
+		// alloc names the field (pools.xxx) in each line already.
+		errs = append(errs, err)
+	}
+	if c.StateDir == "" || !strings.HasPrefix(c.StateDir, "/") {
+		add("stateDir", "%q must be an absolute directory path (default %s)", c.StateDir, DefaultStateDir)
+	}
+	if c.APISocket == "" || !strings.HasPrefix(c.APISocket, "/") {
+		add("apiSocket", "%q must be an absolute path (default %s)", c.APISocket, DefaultAPISocket)
+	} else if len(c.APISocket) > 107 {
+		add("apiSocket", "path is %d bytes; unix socket paths must be at most 107", len(c.APISocket))
+	}
+	if c.MetricsAddress != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddress); err != nil {
+			add("metricsAddress", "%q is not host:port; use e.g. %s, or empty to disable metrics", c.MetricsAddress, DefaultMetricsAddress)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			add("metricsAddress", "port %q is out of range; use 0-65535", port)
+		}
+	}
+	if c.ManagementInterface != "" && (len(c.ManagementInterface) > 15 || strings.ContainsAny(c.ManagementInterface, "/ \t")) {
+		add("managementInterface", "%q is not an interface name (at most 15 bytes, no '/' or spaces)", c.ManagementInterface)
+	}
+	if c.Underlay.Interface == "" {
+		add("underlay.interface", "empty; use \"auto\" or an interface name")
+	} else if c.Underlay.Interface != "auto" && c.Underlay.Interface == c.ManagementInterface {
+		add("underlay.interface", "%q is the management interface; pick another or \"auto\"", c.Underlay.Interface)
+	}
+	if c.Underlay.Timeout <= 0 && !c.Underlay.Disabled {
+		add("underlay.timeout", "%s must be positive, e.g. \"30s\"", time.Duration(c.Underlay.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+// SeedAddress returns host:port for a seed given as host or host:port; the
+// port defaults to 7946.
+func SeedAddress(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty seed; use host or host:port")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: a bare host or IPv6 address.
+		host, port = strings.Trim(s, "[]"), strconv.Itoa(DefaultGossipPort)
+	}
+	if host == "" || strings.ContainsAny(host, " /\t,") {
+		return "", fmt.Errorf("%q is not host[:port]; use e.g. 10.0.0.2 or 10.0.0.2:7946", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("%q has port %q out of range; use 1-65535", s, port)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// GossipKey returns the decoded gossip encryption key, or nil when none is
+// configured (gossip then runs unencrypted, which the agent warns about).
+func (c Config) GossipKey() ([]byte, error) {
+	text := c.Gossip.Key
+	if c.Gossip.KeyFile != "" {
+		b, err := os.ReadFile(c.Gossip.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading key file: %w; create it with: head -c32 /dev/urandom | base64 > %s", err, c.Gossip.KeyFile)
+		}
+		text = string(b)
+	}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		if c.Gossip.KeyFile != "" {
+			return nil, fmt.Errorf("key file %s is empty; write a base64 key of 16, 24 or 32 bytes into it", c.Gossip.KeyFile)
+		}
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(text)
+	if err != nil {
+		return nil, errors.New("key is not base64; generate one with: head -c32 /dev/urandom | base64")
+	}
+	switch len(k) {
+	case 16, 24, 32:
+		return k, nil
+	}
+	return nil, fmt.Errorf("key is %d bytes; it must decode to 16, 24 or 32 bytes (head -c32 /dev/urandom | base64)", len(k))
+}

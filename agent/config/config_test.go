@@ -1,0 +1,235 @@
+package config
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validConfig(t *testing.T) Config {
+	t.Helper()
+	c := Default()
+	c.Site = "site-a"
+	c.Voters = []string{"site-a"}
+	return c
+}
+
+func TestDefaultWithSiteAndVotersIsValid(t *testing.T) {
+	c := validConfig(t)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v, want nil", err)
+	}
+	if c.NeedsConfiguration() {
+		t.Fatal("NeedsConfiguration() = true with a site name")
+	}
+	if !Default().NeedsConfiguration() {
+		t.Fatal("Default().NeedsConfiguration() = false, want true (no site name)")
+	}
+}
+
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	c := Default()
+	c.Site = "Bad_Name"
+	c.Gossip.BindAddress = "not-an-ip"
+	c.Gossip.BindPort = 70000
+	c.Gossip.AdvertiseAddress = "0.0.0.0"
+	c.Gossip.AdvertisePort = -1
+	c.Gossip.Seeds = []string{"10.0.0.1:99999", ""}
+	c.Gossip.Key = "!!notbase64"
+	c.Voters = []string{"v1", "v1", "UPPER"}
+	c.Pools.Pod.Length = 8
+	c.StateDir = "relative"
+	c.APISocket = ""
+	c.MetricsAddress = "nohostport"
+	c.ManagementInterface = "eth0/x"
+	c.Underlay.Interface = ""
+	c.Underlay.Timeout = 0
+	c.Allocator.RaftMultiplier = 0
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil for a config full of errors")
+	}
+	want := []string{
+		"site:", "gossip.bindAddress:", "gossip.bindPort:", "gossip.advertiseAddress:",
+		"gossip.advertisePort:", "gossip.seeds[0]:", "gossip.seeds[1]:", "gossip.key:",
+		"voters[1]:", "voters[2]:", "pools.pod", "stateDir:", "apiSocket:", "metricsAddress:",
+		"managementInterface:", "underlay.interface:", "underlay.timeout:", "allocator.raftMultiplier:",
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, w := range want {
+		found := false
+		for _, l := range lines {
+			if strings.HasPrefix(l, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no error line starting with %q in:\n%s", w, err)
+		}
+	}
+	if len(lines) < len(want) {
+		t.Errorf("%d error lines, want at least %d (one per problem)", len(lines), len(want))
+	}
+}
+
+func TestValidateMissingVotersAndSite(t *testing.T) {
+	err := Default().Validate()
+	if err == nil || !strings.Contains(err.Error(), "site: empty") || !strings.Contains(err.Error(), "voters: empty") {
+		t.Fatalf("Validate() = %v, want site and voters reported", err)
+	}
+}
+
+func TestGossipKey(t *testing.T) {
+	for _, n := range []int{16, 24, 32} {
+		c := validConfig(t)
+		c.Gossip.Key = base64.StdEncoding.EncodeToString(make([]byte, n))
+		k, err := c.GossipKey()
+		if err != nil || len(k) != n {
+			t.Errorf("%d-byte key: got %d bytes, %v", n, len(k), err)
+		}
+	}
+	c := validConfig(t)
+	c.Gossip.Key = base64.StdEncoding.EncodeToString(make([]byte, 10))
+	if _, err := c.GossipKey(); err == nil || !strings.Contains(err.Error(), "10 bytes") {
+		t.Errorf("10-byte key: err = %v, want one naming the length", err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = validConfig(t)
+	c.Gossip.KeyFile = p
+	if k, err := c.GossipKey(); err != nil || len(k) != 32 {
+		t.Errorf("key file: got %d bytes, %v", len(k), err)
+	}
+	c.Gossip.KeyFile = filepath.Join(dir, "missing")
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gossip.keyFile:") {
+		t.Errorf("missing key file: Validate() = %v, want gossip.keyFile error", err)
+	}
+	c.Gossip.KeyFile, c.Gossip.Key = p, "x"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "both key and keyFile") {
+		t.Errorf("key and keyFile: Validate() = %v", err)
+	}
+	if k, err := validConfig(t).GossipKey(); k != nil || err != nil {
+		t.Errorf("no key: got %v, %v; want nil, nil", k, err)
+	}
+}
+
+func TestSeedAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.1":      "10.0.0.1:7946",
+		"10.0.0.1:8000": "10.0.0.1:8000",
+		"site-b.lab":    "site-b.lab:7946",
+		"[fd00::1]:9":   "[fd00::1]:9",
+		"fd00::1":       "[fd00::1]:7946",
+	} {
+		got, err := SeedAddress(in)
+		if err != nil || got != want {
+			t.Errorf("SeedAddress(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "10.0.0.1:0", "a b", "10.0.0.1:x"} {
+		if _, err := SeedAddress(bad); err == nil {
+			t.Errorf("SeedAddress(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestParseYAML(t *testing.T) {
+	c, err := Parse([]byte(`
+site: edge-1
+gossip:
+  bindPort: 8000
+  seeds: [10.0.0.2, "10.0.0.3:8000"]
+voters: [edge-1, edge-2, edge-3]
+underlay:
+  timeout: 5s
+pools:
+  asns: [{first: 65000, last: 65100}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Site != "edge-1" || c.Gossip.BindPort != 8000 || len(c.Gossip.Seeds) != 2 || len(c.Voters) != 3 {
+		t.Errorf("parsed %+v", c)
+	}
+	if c.Gossip.BindAddress != "0.0.0.0" || c.StateDir != DefaultStateDir {
+		t.Errorf("defaults not kept for absent fields: %+v", c)
+	}
+	if time.Duration(c.Underlay.Timeout) != 5*time.Second || c.Underlay.Interface != "auto" {
+		t.Errorf("underlay = %+v", c.Underlay)
+	}
+	if len(c.Pools.ASNs) != 1 || c.Pools.ASNs[0].First != 65000 || !c.Pools.Pod.Supernet.IsValid() {
+		t.Errorf("pools = %+v (asns replaced, pod default kept)", c.Pools)
+	}
+}
+
+func TestParseRejectsUnknownFieldsNamingThem(t *testing.T) {
+	for doc, field := range map[string]string{
+		"sitename: a\n":                   "sitename",
+		"gossip:\n  bindHost: 1\n":        "bindHost",
+		"underlay:\n  timeout: forever\n": "forever",
+		"site: [a, b]\n":                  "site",
+	} {
+		_, err := Parse([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("Parse(%q) = %v, want an error naming %q", doc, err, field)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("Parse(%q) error spans lines: %q", doc, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("site: a\nvoters: [a]\n"))
+	f.Add([]byte("gossip: {seeds: [x]}\nunderlay: {timeout: 3}\n"))
+	f.Add([]byte("pools:\n  pod: {supernet: 10.0.0.0/8, length: 16}\n"))
+	f.Add([]byte("&a [*a]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			return
+		}
+		_ = c.Validate()
+	})
+}
+
+// The complete example of docs/config.md must parse and validate, so the
+// documentation cannot drift from the code.
+func TestDocsExampleIsValid(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Complete example")
+	if !ok {
+		t.Fatal("docs/config.md has no \"## Complete example\"")
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	example, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("no yaml block in the complete example")
+	}
+	c, err := Parse([]byte(example))
+	if err != nil {
+		t.Fatalf("docs example does not parse: %v", err)
+	}
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	os.WriteFile(key, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))), 0o600)
+	c.Gossip.KeyFile = key
+	if err := c.Validate(); err != nil {
+		t.Fatalf("docs example does not validate:\n%v", err)
+	}
+	// Every field of the table is documented: spot-check that each top-level
+	// field of the example appears in the table.
+	for _, f := range []string{"`site`", "`voters`", "`gossip.seeds`", "`allocator.bindPort`", "`allocator.raftMultiplier`", "`pools.pins`", "`stateDir`", "`apiSocket`", "`metricsAddress`", "`managementInterface`", "`underlay.timeout`"} {
+		if !strings.Contains(string(doc), "| "+f+" |") {
+			t.Errorf("docs/config.md field table lacks %s", f)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Sources says where Load reads configuration from, lowest precedence first:
+// defaults < File < NoCloud user-data < kernel command line. Empty fields are
+// skipped. Flags of `tfsite agent` are applied by the caller, above all.
+type Sources struct {
+	// File is the config file (default /etc/tfsite/config.yaml). A missing
+	// file is not an error unless FileRequired.
+	File         string
+	FileRequired bool
+	// Cmdline is the path of the kernel command line (/proc/cmdline).
+	Cmdline string
+	// NoCloud finds a NoCloud seed's user-data; nil skips it.
+	NoCloud NoCloud
+}
+
+// DefaultSources are the appliance's sources.
+func DefaultSources() Sources {
+	return Sources{File: DefaultFile, Cmdline: "/proc/cmdline", NoCloud: NoCloudLabel{}}
+}
+
+// Loaded is a configuration together with where it came from.
+type Loaded struct {
+	Config Config
+	// Applied lists the sources that set something, in the order applied.
+	Applied []string
+}
+
+// ErrInvalid wraps every error that comes from bad configuration input (as
+// opposed to I/O failures); callers exit with the "bad config" code on it.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Load layers every source over Default(). It does not Validate: a config
+// without a site name is legal (the agent waits for configuration).
+func Load(ctx context.Context, src Sources) (Loaded, error) {
+	l := Loaded{Config: Default()}
+	if src.File != "" {
+		b, err := os.ReadFile(src.File)
+		switch {
+		case err == nil:
+			if err := parseInto(b, &l.Config); err != nil {
+				return l, fmt.Errorf("%w: config file %s: %w", ErrInvalid, src.File, err)
+			}
+			l.Applied = append(l.Applied, "file "+src.File)
+		case errors.Is(err, fs.ErrNotExist) && !src.FileRequired:
+		default:
+			return l, fmt.Errorf("reading config file: %w", err)
+		}
+	}
+	if src.NoCloud != nil {
+		ud, where, err := src.NoCloud.UserData(ctx)
+		if err != nil {
+			return l, fmt.Errorf("reading NoCloud seed: %w", err)
+		}
+		if ud != nil {
+			applied, err := applyUserData(ud, &l.Config)
+			if err != nil {
+				return l, fmt.Errorf("%w: NoCloud user-data %s: %w", ErrInvalid, where, err)
+			}
+			if applied {
+				l.Applied = append(l.Applied, "nocloud "+where)
+			}
+		}
+	}
+	if src.Cmdline != "" {
+		b, err := os.ReadFile(src.Cmdline)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return l, fmt.Errorf("reading kernel command line: %w", err)
+		}
+		params, err := ParseCmdline(string(b))
+		if err != nil {
+			return l, fmt.Errorf("%w: kernel command line: %w", ErrInvalid, err)
+		}
+		if len(params) > 0 {
+			if err := params.Apply(&l.Config); err != nil {
+				return l, fmt.Errorf("%w: kernel command line: %w", ErrInvalid, err)
+			}
+			l.Applied = append(l.Applied, "cmdline "+src.Cmdline)
+		}
+	}
+	return l, nil
+}
+
+// Parse decodes one YAML config document over Default(), strictly: unknown
+// fields are errors naming the field.
+func Parse(b []byte) (Config, error) {
+	c := Default()
+	err := parseInto(b, &c)
+	return c, err
+}
+
+// parseInto decodes YAML over c: fields present in b replace c's, others stay.
+func parseInto(b []byte, c *Config) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	// Decode into a copy so a failed document leaves c untouched.
+	tmp := *c
+	if err := yaml.UnmarshalStrict(b, &tmp); err != nil {
+		return cleanYAMLError(err)
+	}
+	*c = tmp
+	return nil
+}
+
+// cleanYAMLError strips the library's layering prefixes so the message reads
+// `unknown field "sitename"` rather than three nested wrappers.
+func cleanYAMLError(err error) error {
+	msg := err.Error()
+	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "error converting YAML to JSON: ", "json: "} {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
+	if strings.HasPrefix(msg, "unknown field ") {
+		msg += "; see docs/config.md for the fields"
+	}
+	return errors.New(msg)
+}

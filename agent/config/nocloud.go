@@ -1,0 +1,68 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// NoCloud finds a NoCloud seed and returns its user-data, and where it was
+// found; nil user-data (and no error) means there is no seed.
+type NoCloud interface {
+	UserData(ctx context.Context) (data []byte, where string, err error)
+}
+
+// NoCloudDir reads user-data from a directory holding a seed's files (a
+// mounted cidata volume, or a test's temp dir).
+type NoCloudDir string
+
+// UserData implements NoCloud.
+func (d NoCloudDir) UserData(context.Context) ([]byte, string, error) {
+	p := filepath.Join(string(d), "user-data")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading %s: %w", p, err)
+	}
+	return b, p, nil
+}
+
+// NoCloudLabel finds the seed volume by filesystem label (cidata or CIDATA,
+// iso9660 or vfat) under /dev/disk/by-label, mounts it read-only in a temp
+// directory, reads user-data and unmounts it.
+type NoCloudLabel struct {
+	// ByLabelDir defaults to /dev/disk/by-label.
+	ByLabelDir string
+}
+
+// applyUserData applies the `tfsite:` key of NoCloud user-data to c. The
+// document is YAML, with or without a "#cloud-config" first line; other
+// top-level keys belong to cloud-init and are ignored. A user-data script
+// ("#!") is not ours and is ignored. It reports whether tfsite: was present.
+func applyUserData(ud []byte, c *Config) (bool, error) {
+	if bytes.HasPrefix(ud, []byte("#!")) || len(bytes.TrimSpace(ud)) == 0 {
+		return false, nil
+	}
+	var top map[string]json.RawMessage
+	if err := yaml.Unmarshal(ud, &top); err != nil {
+		return false, fmt.Errorf("not a YAML mapping: %w", cleanYAMLError(err))
+	}
+	section, ok := top["tfsite"]
+	if !ok || string(section) == "null" {
+		return false, nil
+	}
+	// section is JSON, which is YAML: decode it strictly like a config file.
+	if err := parseInto(section, c); err != nil {
+		return false, fmt.Errorf("tfsite: %w", err)
+	}
+	return true, nil
+}

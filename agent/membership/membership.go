@@ -1,0 +1,606 @@
+// Package membership is tfsite's gossip layer: a hashicorp/memberlist agent
+// named after the site, carrying Meta (underlay, BGP and allocator endpoints,
+// allocation, version) and re-joining seeds and last-known peers so that a
+// healed partition merges again (memberlist #222).
+//
+// Gossip is eventually consistent: it tells who is around, never who owns
+// what. Uniqueness of allocations is the alloc package's job.
+package membership
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/tfsite/tfsite/agent/alloc"
+)
+
+// State of a member as seen locally.
+type State string
+
+// Member states.
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect"
+	StateDead    State = "dead"
+	StateLeft    State = "left"
+)
+
+// Member is one site as seen through gossip.
+type Member struct {
+	Site  string         `json:"site"`
+	Addr  netip.AddrPort `json:"addr"`
+	State State          `json:"state"`
+	Meta  Meta           `json:"meta"`
+	// MetaError is set when the peer's metadata could not be decoded.
+	MetaError string `json:"meta_error,omitempty"`
+	Local     bool   `json:"local,omitempty"`
+}
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("membership closed")
+
+// Membership is the local gossip agent.
+type Membership struct {
+	cfg Config
+	log *slog.Logger
+	ml  *memberlist.Memberlist
+	// local is this node's gossip address.
+	local netip.AddrPort
+
+	mu        sync.Mutex
+	meta      []byte
+	known     map[string]*memberlist.Node // every node ever seen (copies), by name
+	conflicts map[string]string           // site → description of the conflict
+	suspect   map[string]time.Time        // site → when our probe of it failed
+	probe     time.Duration               // memberlist probe interval
+	subs      []chan struct{}
+	closed    bool
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// New validates cfg and starts the memberlist agent (it binds its ports
+// now, so LocalAddr is known), without joining anyone; Run joins.
+func New(cfg Config, log *slog.Logger) (*Membership, error) {
+	if cfg.RejoinInterval == 0 {
+		cfg.RejoinInterval = Default().RejoinInterval
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("membership config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Meta.Site = cfg.Site
+	meta, err := EncodeMeta(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	m := &Membership{
+		cfg: cfg, log: log, meta: meta,
+		known:     map[string]*memberlist.Node{},
+		conflicts: map[string]string{},
+		suspect:   map[string]time.Time{},
+		done:      make(chan struct{}),
+	}
+	var mc *memberlist.Config
+	switch cfg.Profile {
+	case "wan":
+		mc = memberlist.DefaultWANConfig()
+		// Each gossip message is resent RetransmitMult x log10(N) times by
+		// every node; with hundreds of sites converging at once that
+		// dominates CPU. Push-pull anti-entropy repairs what gossip misses.
+		mc.RetransmitMult = 2
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+	default:
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = cfg.Site
+	mc.Label = "tfsite"
+	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
+	if mc.AdvertisePort == 0 && mc.BindPort != 0 {
+		mc.AdvertisePort = mc.BindPort
+	}
+	if mc.AdvertiseAddr == "" {
+		if a, err := netip.ParseAddr(cfg.BindAddr); err == nil && !a.IsUnspecified() {
+			mc.AdvertiseAddr = cfg.BindAddr
+		}
+	}
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	// A site that restarts on a new address (DHCP) may reclaim its name
+	// once the old incarnation has been dead this long. (Two live nodes
+	// with one name are still a conflict; the allocator's node identity
+	// keeps a reclaimed name from taking over another node's allocation.)
+	mc.DeadNodeReclaimTime = 5 * mc.ProbeInterval
+	if cfg.tune != nil {
+		cfg.tune(mc)
+	}
+	d := &delegate{m: m}
+	mc.Delegate, mc.Events, mc.Conflict = d, d, d
+	m.probe = mc.ProbeInterval
+	mc.LogOutput = &logWriter{log: log.With("component", "memberlist"), onLine: m.watchLog}
+	if cfg.wrapTransport != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{cfg.BindAddr}, BindPort: cfg.BindPort,
+			Logger: stdlog.New(mc.LogOutput, "", 0),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting gossip transport: %w", err)
+		}
+		mc.Transport = cfg.wrapTransport(nt)
+		if mc.BindPort == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+		}
+		if mc.AdvertisePort == 0 {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("starting gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
+	}
+	m.ml = ml
+	// Read once: memberlist hands out pointers to nodes it keeps mutating,
+	// so this package only reads node names from it and keeps its own
+	// copies (made inside the event callbacks) for everything else.
+	ln := ml.LocalNode()
+	a, _ := netip.AddrFromSlice(ln.Addr)
+	m.local = netip.AddrPortFrom(a.Unmap(), ln.Port)
+	return m, nil
+}
+
+// LocalAddr is the gossip address peers use for this site (the real port
+// when BindPort was 0).
+func (m *Membership) LocalAddr() netip.AddrPort { return m.local }
+
+// Run joins through the seeds (retrying until one answers) and then keeps
+// re-joining seeds and last-known peers that are not alive members, until
+// ctx is done. It returns nil then.
+func (m *Membership) Run(ctx context.Context) error {
+	interval := m.cfg.RejoinInterval
+	first := true
+	for {
+		joined := m.rejoin(first)
+		wait := interval
+		if first && !joined && len(m.seedAddrs()) > 0 {
+			wait = min(interval, time.Second) // keep knocking fast until the first join
+		} else {
+			first = false
+		}
+		wait = wait/2 + rand.N(wait) // jitter: 0.5x..1.5x
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.done:
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Join joins through addrs ("host:port") now; it returns how many answered.
+func (m *Membership) Join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	n, err := m.ml.Join(addrs)
+	if err != nil && n == 0 {
+		return 0, fmt.Errorf("joining %s: %w", strings.Join(addrs, ","), err)
+	}
+	return n, nil
+}
+
+// seedAddrs returns the seeds as host:port, without our own address.
+func (m *Membership) seedAddrs() []string {
+	self := m.LocalAddr().String()
+	var out []string
+	for _, s := range m.cfg.Seeds {
+		h, p, err := splitSeed(s)
+		if err != nil {
+			continue
+		}
+		a := net.JoinHostPort(h, strconv.Itoa(p))
+		if a != self {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// rejoin tries known peers that are not alive members (and did not leave)
+// and, when something looks lost or we are alone, the seeds that are not
+// alive members. When every known peer is alive it does nothing, so a large
+// healthy fleet does not keep pushing full state at its seeds. On the first
+// round (all) every seed is tried. Reports whether anyone answered.
+func (m *Membership) rejoin(all bool) bool {
+	alive := m.liveNames()
+	aliveAddr := map[string]bool{}
+	var cand []string
+	m.mu.Lock()
+	for name, n := range m.known {
+		switch {
+		case name == m.cfg.Site:
+		case alive[name]:
+			aliveAddr[n.Address()] = true
+		default:
+			if meta, err := DecodeMeta(n.Meta); err == nil && meta.Leaving {
+				continue // left on purpose; it rejoins by itself when back
+			}
+			cand = append(cand, n.Address())
+		}
+	}
+	m.mu.Unlock()
+	if all || len(cand) > 0 || len(alive) <= 1 {
+		for _, s := range m.seedAddrs() {
+			if all || !aliveAddr[s] {
+				cand = append(cand, s)
+			}
+		}
+	}
+	if len(cand) == 0 {
+		return false
+	}
+	rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	if !all && len(cand) > 3 {
+		cand = cand[:3] // a few per round: cheap even with hundreds of sites
+	}
+	n, err := m.ml.Join(cand)
+	if err != nil && n == 0 {
+		m.log.Debug("gossip re-join found nobody", "tried", cand, "err", err)
+		return false
+	}
+	if !all {
+		m.log.Info("gossip re-joined peers", "tried", len(cand), "answered", n)
+	}
+	return true
+}
+
+// Members returns every site seen, including the local one, sorted by name.
+// Sites that died or left stay listed (state dead/left).
+func (m *Membership) Members() []Member {
+	live := m.liveNames()
+	m.mu.Lock()
+	nodes := make(map[string]*memberlist.Node, len(m.known)+1)
+	for name, n := range m.known {
+		nodes[name] = n
+	}
+	nodes[m.cfg.Site] = &memberlist.Node{Name: m.cfg.Site, Addr: m.local.Addr().AsSlice(), Port: m.local.Port(), Meta: m.meta}
+	m.mu.Unlock()
+	out := make([]Member, 0, len(nodes))
+	for _, n := range nodes {
+		mem := Member{Site: n.Name, Local: n.Name == m.cfg.Site}
+		a, _ := netip.AddrFromSlice(n.Addr)
+		mem.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
+		meta, err := DecodeMeta(n.Meta)
+		m.mu.Lock()
+		since, susp := m.suspect[n.Name]
+		m.mu.Unlock()
+		switch {
+		case mem.Local:
+			mem.State = StateAlive
+		case live[n.Name] && susp && time.Since(since) < 10*m.probe:
+			mem.State = StateSuspect
+		case live[n.Name]:
+			mem.State = StateAlive
+		case err == nil && meta.Leaving:
+			mem.State = StateLeft
+		default:
+			mem.State = StateDead
+		}
+		if err != nil {
+			mem.MetaError = err.Error()
+		} else if meta.Site != n.Name {
+			mem.MetaError = fmt.Sprintf("metadata names site %q, node is %q", meta.Site, n.Name)
+		} else {
+			mem.Meta = meta
+		}
+		out = append(out, mem)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Site < out[j].Site })
+	return out
+}
+
+// liveNames is the set of members memberlist considers alive or suspect.
+func (m *Membership) liveNames() map[string]bool {
+	live := map[string]bool{}
+	for _, n := range m.ml.Members() {
+		live[n.Name] = true // Name never changes; other fields are racy to read
+	}
+	return live
+}
+
+// Peers implements alloc.MemberSource.
+func (m *Membership) Peers() []alloc.Peer {
+	var out []alloc.Peer
+	for _, mem := range m.Members() {
+		if mem.Local || mem.MetaError != "" {
+			continue
+		}
+		out = append(out, alloc.Peer{
+			Site: mem.Site, Endpoint: mem.Meta.RPC, VoterHash: mem.Meta.VoterHash,
+			Alive: mem.State == StateAlive || mem.State == StateSuspect,
+		})
+	}
+	return out
+}
+
+// Problems lists what an operator should look at: duplicate site names
+// (two nodes claiming one site) and peers with undecodable metadata.
+func (m *Membership) Problems() []string {
+	var out []string
+	m.mu.Lock()
+	for _, c := range m.conflicts {
+		out = append(out, c)
+	}
+	m.mu.Unlock()
+	for _, mem := range m.Members() {
+		if mem.MetaError != "" && mem.State != StateDead && mem.State != StateLeft {
+			out = append(out, fmt.Sprintf("peer %s (%s): %s", mem.Site, mem.Addr, mem.MetaError))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// UpdateMeta replaces the local metadata (Site is forced) and gossips it.
+func (m *Membership) UpdateMeta(meta Meta) error {
+	meta.Site = m.cfg.Site
+	b, err := EncodeMeta(meta)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	same := bytes.Equal(b, m.meta)
+	m.meta = b
+	m.mu.Unlock()
+	if same {
+		return nil
+	}
+	if err := m.ml.UpdateNode(2 * time.Second); err != nil {
+		return fmt.Errorf("gossiping metadata: %w", err)
+	}
+	return nil
+}
+
+// Meta returns the local metadata as last set.
+func (m *Membership) Meta() Meta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	meta, _ := DecodeMeta(m.meta)
+	return meta
+}
+
+// Subscribe returns a channel that receives (coalesced) on every membership
+// change: join, leave, metadata update, conflict. Closed on Close.
+func (m *Membership) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		close(ch)
+		return ch
+	}
+	m.subs = append(m.subs, ch)
+	return ch
+}
+
+func (m *Membership) notify() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// HealthScore is memberlist's awareness score (0 is healthy).
+func (m *Membership) HealthScore() int { return m.ml.GetHealthScore() }
+
+// Leave announces a graceful departure: it gossips a "leaving" mark in the
+// metadata (so peers show state left rather than dead), then leaves.
+func (m *Membership) Leave(timeout time.Duration) error {
+	meta := m.Meta()
+	meta.Leaving = true
+	if b, err := EncodeMeta(meta); err == nil {
+		m.mu.Lock()
+		m.meta = b
+		m.mu.Unlock()
+		if err := m.ml.UpdateNode(timeout / 2); err != nil {
+			m.log.Warn("gossiping leave mark", "err", err)
+		}
+	}
+	return m.ml.Leave(timeout)
+}
+
+// Close stops gossip. Safe to call twice.
+func (m *Membership) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		close(m.done)
+		err = m.ml.Shutdown()
+		m.mu.Lock()
+		m.closed = true
+		for _, ch := range m.subs {
+			close(ch)
+		}
+		m.subs = nil
+		m.mu.Unlock()
+	})
+	return err
+}
+
+// delegate implements memberlist's Delegate, EventDelegate and ConflictDelegate.
+type delegate struct{ m *Membership }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	if len(d.m.meta) > limit {
+		return nil // EncodeMeta enforces MetaMaxSize; never reached
+	}
+	return append([]byte(nil), d.m.meta...)
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) remember(n *memberlist.Node) {
+	c := *n
+	c.Meta = append([]byte(nil), n.Meta...)
+	d.m.mu.Lock()
+	d.m.known[n.Name] = &c
+	delete(d.m.suspect, n.Name)
+	d.m.mu.Unlock()
+	d.m.notify()
+}
+
+func (d *delegate) NotifyJoin(n *memberlist.Node) {
+	d.remember(n)
+	d.m.log.Debug("site joined", "site", n.Name, "addr", n.Address())
+}
+
+func (d *delegate) NotifyLeave(n *memberlist.Node) {
+	d.remember(n)
+	d.m.log.Info("site left or failed", "site", n.Name, "addr", n.Address(), "state", n.State)
+}
+
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.remember(n) }
+
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	msg := fmt.Sprintf("duplicate site name %q: claimed by %s and %s: give every site a unique name", existing.Name, existing.Address(), other.Address())
+	d.m.mu.Lock()
+	_, seen := d.m.conflicts[existing.Name]
+	d.m.conflicts[existing.Name] = msg
+	d.m.mu.Unlock()
+	if !seen {
+		d.m.log.Error(msg)
+	}
+	d.m.notify()
+}
+
+// watchLog learns from memberlist's log what its API does not expose: that
+// our probe of a node failed (the node is now suspect).
+func (m *Membership) watchLog(line string) {
+	const pre, post = "Suspect ", " has failed"
+	if strings.HasPrefix(line, pre) {
+		if i := strings.Index(line, post); i > len(pre) {
+			m.mu.Lock()
+			m.suspect[line[len(pre):i]] = time.Now()
+			m.mu.Unlock()
+			m.notify()
+		}
+	}
+}
+
+// logWriter maps memberlist's "[LEVEL] memberlist: ..." lines onto slog.
+// Warnings and errors repeat in storms (e.g. "handler queue full" for every
+// dropped packet); each kind is logged at most once per logEvery, with a
+// count of what was suppressed.
+type logWriter struct {
+	log    *slog.Logger
+	onLine func(string)
+
+	mu   sync.Mutex
+	last map[string]time.Time
+	supp map[string]int
+}
+
+const logEvery = 10 * time.Second
+
+// limit reports whether line may be logged now, and how many like it were
+// suppressed since the last one.
+func (w *logWriter) limit(line string) (bool, int) {
+	key := line
+	if i := strings.IndexAny(key, "0123456789:("); i > 0 {
+		key = key[:i] // same kind regardless of addresses and counts
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last, w.supp = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := w.last[key]; ok && now.Sub(t) < logEvery {
+		w.supp[key]++
+		return false, 0
+	}
+	if len(w.last) > 256 {
+		clear(w.last)
+	}
+	n := w.supp[key]
+	delete(w.supp, key)
+	w.last[key] = now
+	return true, n
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	lvl := slog.LevelInfo
+	// Lines look like "2024/01/01 00:00:00 [DEBUG] memberlist: ...".
+	if i := strings.Index(line, "["); i >= 0 {
+		if j := strings.Index(line[i:], "]"); j > 0 {
+			switch line[i+1 : i+j] {
+			case "DEBUG", "TRACE":
+				lvl = slog.LevelDebug
+			case "WARN":
+				lvl = slog.LevelWarn
+			case "ERR", "ERROR":
+				lvl = slog.LevelError
+			}
+			line = strings.TrimSpace(line[i+j+1:])
+		}
+	}
+	line = strings.TrimPrefix(line, "memberlist: ")
+	if w.onLine != nil {
+		w.onLine(line)
+	}
+	if !w.log.Enabled(context.Background(), lvl) {
+		return len(p), nil
+	}
+	if lvl >= slog.LevelWarn {
+		ok, n := w.limit(line)
+		if !ok {
+			return len(p), nil
+		}
+		if n > 0 {
+			w.log.Log(context.Background(), lvl, line, "suppressed_similar", n)
+			return len(p), nil
+		}
+	}
+	w.log.Log(context.Background(), lvl, line)
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)

@@ -1,0 +1,313 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/tfsite/tfsite/agent/alloc"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("TFSITE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type nodeOpt func(*Config)
+
+func withKeys(k ...[]byte) nodeOpt { return func(c *Config) { c.Keys = k } }
+
+// startNode runs a real memberlist agent on 127.0.0.1 with a free port.
+func startNode(t *testing.T, site string, seeds []string, opts ...nodeOpt) *Membership {
+	t.Helper()
+	cfg := Default()
+	cfg.Site, cfg.BindAddr, cfg.BindPort, cfg.Seeds = site, "127.0.0.1", 0, seeds
+	cfg.Profile, cfg.RejoinInterval = "local", 300*time.Millisecond
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("starting %s: %v", site, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); m.Close(); <-done })
+	return m
+}
+
+// eventually waits (woken by membership events, re-checked at least every
+// 100ms) until cond holds, failing after a generous deadline.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool, watch ...*Membership) {
+	t.Helper()
+	var chs []<-chan struct{}
+	for _, m := range watch {
+		chs = append(chs, m.Subscribe())
+	}
+	wake := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, ch := range chs {
+		go func() {
+			for {
+				select {
+				case _, ok := <-ch:
+					if !ok {
+						return
+					}
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.After(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+func states(m *Membership) map[string]State {
+	out := map[string]State{}
+	for _, mem := range m.Members() {
+		out[mem.Site] = mem.State
+	}
+	return out
+}
+
+func allAlive(m *Membership, sites ...string) bool {
+	s := states(m)
+	for _, site := range sites {
+		if s[site] != StateAlive {
+			return false
+		}
+	}
+	return true
+}
+
+func TestJoinViaAnySeedAndMeta(t *testing.T) {
+	a := startNode(t, "a", nil)
+	b := startNode(t, "b", []string{a.LocalAddr().String()})
+	c := startNode(t, "c", []string{"127.0.0.1:1", b.LocalAddr().String()}) // first seed is dead
+	eventually(t, "3 alive members everywhere", 20*time.Second, func() bool {
+		return allAlive(a, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
+	}, a, b, c)
+	al := alloc.Allocation{Site: "a", ASN: 64512, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
+	if err := a.UpdateMeta(Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h", Alloc: &al}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "c to see a's allocation", 20*time.Second, func() bool {
+		for _, m := range c.Members() {
+			if m.Site == "a" && m.Meta.Alloc != nil && *m.Meta.Alloc == al {
+				return true
+			}
+		}
+		return false
+	}, c)
+	var peer alloc.Peer
+	for _, p := range c.Peers() {
+		if p.Site == "a" {
+			peer = p
+		}
+	}
+	if !peer.Alive || peer.Endpoint != netip.MustParseAddrPort("127.0.0.1:7947") || peer.VoterHash != "h" {
+		t.Fatalf("peer view of a: %+v", peer)
+	}
+	if len(c.Problems()) != 0 {
+		t.Fatalf("problems: %v", c.Problems())
+	}
+	// A graceful leave shows as left, and stays listed.
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	eventually(t, "a to see b left", 20*time.Second, func() bool { return states(a)["b"] == StateLeft }, a)
+}
+
+func TestEncryptedGossipRefusesWrongKey(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	a := startNode(t, "a", nil, withKeys(k1))
+	good := startNode(t, "good", []string{a.LocalAddr().String()}, withKeys(k1))
+	wrong := startNode(t, "wrong", []string{a.LocalAddr().String()}, withKeys(k2))
+	plain := startNode(t, "plain", []string{a.LocalAddr().String()})
+	eventually(t, "good to join a", 20*time.Second, func() bool { return allAlive(a, "good") && allAlive(good, "a") }, a, good)
+	if _, err := wrong.Join([]string{a.LocalAddr().String()}); err == nil {
+		t.Fatal("join with the wrong key succeeded")
+	}
+	if _, err := plain.Join([]string{a.LocalAddr().String()}); err == nil {
+		t.Fatal("join without a key succeeded")
+	}
+	for _, site := range []string{"wrong", "plain"} {
+		if _, ok := states(a)[site]; ok {
+			t.Fatalf("a lists %s, which has no valid key", site)
+		}
+	}
+	if _, ok := states(wrong)["a"]; ok {
+		t.Fatal("wrong-key node learned about a")
+	}
+}
+
+func TestDuplicateSiteNameReported(t *testing.T) {
+	a := startNode(t, "a", nil)
+	b := startNode(t, "b", []string{a.LocalAddr().String()})
+	eventually(t, "b joined", 20*time.Second, func() bool { return allAlive(a, "b") }, a)
+	dup := startNode(t, "a", []string{b.LocalAddr().String()})
+	eventually(t, "duplicate site name reported", 20*time.Second, func() bool {
+		for _, m := range []*Membership{a, b, dup} {
+			for _, p := range m.Problems() {
+				if strings.Contains(p, `duplicate site name "a"`) {
+					return true
+				}
+			}
+		}
+		return false
+	}, a, b, dup)
+}
+
+func TestConfigValidateReportsEverything(t *testing.T) {
+	c := Config{Site: "A", BindAddr: "nope", BindPort: 70000, AdvertiseAddr: "0.0.0.0", Seeds: []string{"", "h:0"}, Keys: [][]byte{{1, 2}}, Profile: "fast"}
+	err := c.Validate()
+	for _, want := range []string{"site", "bind address", "ports", "advertise", "seeds[0]", "seeds[1]", "keys[0]: 2 bytes", "rejoin", "profile"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+	if err := (Config{Site: "a", BindAddr: "0.0.0.0", Seeds: []string{"10.0.0.1", "[::1]:7946", "host.example:7000"}, RejoinInterval: time.Second}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// partition is a switchable network between test nodes: nodes in
+// different groups cannot exchange packets or streams.
+type partition struct {
+	mu    sync.Mutex
+	group map[string]int // "ip:port" → group
+}
+
+func (p *partition) set(addr netip.AddrPort, g int) {
+	p.mu.Lock()
+	p.group[addr.String()] = g
+	p.mu.Unlock()
+}
+
+func (p *partition) blocked(a, b string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.group[a] != p.group[b]
+}
+
+type cutTransport struct {
+	memberlist.NodeAwareTransport
+	p       *partition
+	selfMu  sync.Mutex
+	self_   string
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+}
+
+func (p *partition) wrap(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+	ct := &cutTransport{NodeAwareTransport: inner, p: p, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn)}
+	go func() {
+		for pk := range inner.PacketCh() {
+			if self := ct.self(); self != "" && p.blocked(self, pk.From.String()) {
+				continue
+			}
+			ct.packets <- pk
+		}
+	}()
+	go func() {
+		for c := range inner.StreamCh() {
+			if self := ct.self(); self != "" && p.blocked(self, c.RemoteAddr().String()) {
+				c.Close()
+				continue
+			}
+			ct.streams <- c
+		}
+	}()
+	return ct
+}
+
+func (c *cutTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	a, p, err := c.NodeAwareTransport.FinalAdvertiseAddr(ip, port)
+	if err == nil {
+		c.selfMu.Lock()
+		c.self_ = net.JoinHostPort(a.String(), fmt.Sprint(p))
+		c.selfMu.Unlock()
+	}
+	return a, p, err
+}
+
+func (c *cutTransport) self() string {
+	c.selfMu.Lock()
+	defer c.selfMu.Unlock()
+	return c.self_
+}
+func (c *cutTransport) PacketCh() <-chan *memberlist.Packet { return c.packets }
+func (c *cutTransport) StreamCh() <-chan net.Conn           { return c.streams }
+func (c *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if c.p.blocked(c.self(), addr) {
+		return time.Now(), nil // dropped on the wire
+	}
+	return c.NodeAwareTransport.WriteTo(b, addr)
+}
+func (c *cutTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	return c.WriteTo(b, a.Addr)
+}
+func (c *cutTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	if c.p.blocked(c.self(), addr) {
+		return nil, errors.New("partitioned")
+	}
+	return c.NodeAwareTransport.DialTimeout(addr, d)
+}
+func (c *cutTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
+	return c.DialTimeout(a.Addr, d)
+}
+
+func TestRejoinAfterPartitionHeals(t *testing.T) {
+	p := &partition{group: map[string]int{}}
+	cut := func(c *Config) {
+		c.wrapTransport = p.wrap
+		// A lone node gets no confirmations and would wait the maximum
+		// suspicion time (6x); keep the test short.
+		c.tune = func(mc *memberlist.Config) { mc.SuspicionMaxTimeoutMult = 1 }
+	}
+	a := startNode(t, "a", nil, cut)
+	b := startNode(t, "b", []string{a.LocalAddr().String()}, cut)
+	c := startNode(t, "c", []string{a.LocalAddr().String()}, cut)
+	eventually(t, "all joined", 20*time.Second, func() bool { return allAlive(a, "b", "c") && allAlive(c, "a", "b") }, a, c)
+	p.set(c.LocalAddr(), 1) // cut c off
+	eventually(t, "both sides to declare the other dead", 40*time.Second, func() bool {
+		sa, sc := states(a), states(c)
+		return sa["c"] == StateDead && sc["a"] == StateDead && sc["b"] == StateDead
+	}, a, c)
+	t.Logf("partition detected at %s", time.Now().Format("05.000"))
+	p.set(c.LocalAddr(), 0) // heal
+	eventually(t, "the healed partition to merge again", 40*time.Second, func() bool {
+		return allAlive(a, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
+	}, a, b, c)
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package underlay
+
+func newHost(Options) (host, error) { return nil, ErrUnsupported }

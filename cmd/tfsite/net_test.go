@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runNet runs `tfsite net ARGS...` in-process and returns stdout and the
+// exit code main would use.
+func runNet(t *testing.T, args ...string) (string, int, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(append([]string{"net"}, args...))
+	err := root.Execute()
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+	}
+	return out.String(), code, err
+}
+
+func TestNetHelpTeachesExitCodes(t *testing.T) {
+	for _, sub := range []string{"try", "confirm", "rollback", "show", "recover", "oob-up"} {
+		out, code, err := runNet(t, sub, "--help")
+		if err != nil || code != 0 || !strings.Contains(out, "Exit codes:") || !strings.Contains(out, "tfsite net "+sub) {
+			t.Errorf("tfsite net %s --help: code %d err %v; help lacks examples or exit codes:\n%s", sub, code, err, out)
+		}
+	}
+}
+
+func TestNetBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	state := []string{"--state-dir", filepath.Join(dir, "net"), "--oob-state-dir", filepath.Join(dir, "oob")}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("operations: [{op: flush-everything}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"try"}, netExitBadInput, "--plan is required"},
+		{[]string{"try", "--plan", filepath.Join(dir, "absent.yaml")}, netExitBadInput, "reading plan"},
+		{[]string{"try", "--plan", bad}, netExitBadInput, `unknown op "flush-everything"`},
+		{[]string{"try", "--plan", bad, "--timeout", "1ms"}, netExitBadInput, `unknown op`},
+		{[]string{"rollback"}, netExitNothingPending, "nothing pending"},
+		{[]string{"confirm"}, netExitNothingPending, "nothing pending"},
+		{[]string{"oob-up", "--link", "eth1", "--address", "nope"}, netExitBadInput, "--address"},
+		{[]string{"oob-up", "--link", "eth1", "--address", "10.0.0.1/24", "--table", "254"}, netExitBadInput, "table 254"},
+	}
+	for _, c := range cases {
+		_, code, err := runNet(t, append(c.args, state...)...)
+		if code != c.code || err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("tfsite net %s: code %d, err %v; want code %d and one line containing %q", strings.Join(c.args, " "), code, err, c.code, c.want)
+		}
+	}
+}

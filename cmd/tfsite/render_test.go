@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&bytes.Buffer{})
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+const siteYAML = `site: alpha
+asn: 64601
+pod: 10.40.0.0/16
+service: 10.41.0.0/16
+fabric: 10.42.0.0/16
+address: 192.168.50.10
+gateway: 192.168.50.1
+interface: eth0
+`
+
+func TestRenderCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.yaml")
+	os.WriteFile(cfg, []byte(siteYAML), 0o600)
+	out := filepath.Join(dir, "out")
+	if _, err := runCmd(t, "render", "--config", cfg, "--asn", "64777", "--out", out); err != nil {
+		t.Fatal(err)
+	}
+	tfYAML, _ := os.ReadFile(filepath.Join(out, "tf.yaml"))
+	if !strings.Contains(string(tfYAML), `BGP_ASN: "64777"`) {
+		t.Fatal("--asn did not override the file")
+	}
+	if _, err := os.Stat(filepath.Join(out, "kubeadm.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runCmd(t, "render", "--config", cfg, "--gateway", "192.168.50.10", "--out", out)
+	if exitCode(err) != exitRenderUsage || !strings.Contains(err.Error(), "not the master") {
+		t.Fatalf("master as gateway: %v", err)
+	}
+	if _, err := runCmd(t, "render", "--config", cfg); exitCode(err) != exitRenderUsage {
+		t.Fatalf("missing --out: %v", err)
+	}
+}
+
+func TestPeeringCommand(t *testing.T) {
+	out, err := runCmd(t, "peering", "--format", "bird", "--site", "alpha", "--asn", "64601", "--pod", "10.40.0.0/16",
+		"--address", "10.0.1.10", "--peer", "name=beta,address=10.0.2.10,asn=64602")
+	if err != nil || !strings.Contains(out, "neighbor 10.0.2.10 as 64602;") || !strings.Contains(out, "router id 10.0.1.10;") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	_, err = runCmd(t, "peering", "--site", "alpha", "--asn", "64601", "--pod", "10.40.0.0/16", "--address", "10.0.1.10",
+		"--peer", "name=beta,asn=1")
+	if exitCode(err) != exitRenderUsage {
+		t.Fatalf("bad peer: %v", err)
+	}
+	if _, err := runCmd(t, "peering", "--format", "frr"); exitCode(err) != exitRenderUsage || !strings.Contains(err.Error(), "asn") {
+		t.Fatalf("missing local params: %v", err)
+	}
+}

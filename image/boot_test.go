@@ -1,0 +1,310 @@
+// Package image holds the appliance image's tree (rootfs/) and its boot test: the test boots the
+// image built by `make image` under qemu and asserts on what the serial console shows.
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Console markers. The units print them (image/rootfs/usr/lib/tfsite/*, systemd's status lines).
+var (
+	reGateway      = regexp.MustCompile(`tfsite-discover: gateway=10\.0\.2\.2 source=(\S+)[^\r\n]*by=(\S+)`)
+	reGatewayOther = regexp.MustCompile(`tfsite-discover: gateway=(\S+)`)
+	reAgentReady   = regexp.MustCompile(`tfsite-agent: ready \(READY=1\)[^\r\n]*|Started [^\r\n]*(tfsite-agent\.service|tfsite node agent)`)
+	reAgentSkipped = regexp.MustCompile(`tfsite-agent\.service[^\r\n]*(skipped|Condition)`)
+	reAgentFailed  = regexp.MustCompile(`Failed to start [^\r\n]*(tfsite-agent|tfsite node agent)|tfsite-agent\.service: (Main process exited|Failed|Watchdog)`)
+	reLogin        = regexp.MustCompile(`login: `)
+	reAnsi         = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+)
+
+// console collects qemu's serial output and lets the test wait for patterns in it.
+type console struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer // ANSI-stripped output
+	start time.Time
+	log   io.Writer
+	grow  chan struct{}
+}
+
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.buf.Write(reAnsi.ReplaceAll(p, nil))
+	c.mu.Unlock()
+	c.log.Write(p)
+	select {
+	case c.grow <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// wait returns the first match of re in the output at or after offset from, with the offset after it.
+func (c *console) wait(ctx context.Context, re *regexp.Regexp, from int) ([]string, int, error) {
+	for {
+		c.mu.Lock()
+		b := c.buf.Bytes()
+		if from > len(b) {
+			from = len(b)
+		}
+		loc := re.FindSubmatchIndex(b[from:])
+		var m []string
+		if loc != nil {
+			for i := 0; i+1 < len(loc); i += 2 {
+				if loc[i] < 0 {
+					m = append(m, "")
+					continue
+				}
+				m = append(m, string(b[from+loc[i]:from+loc[i+1]]))
+			}
+		}
+		c.mu.Unlock()
+		if m != nil {
+			return m, from + loc[1], nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("waiting %s for %q on the serial console: %w", time.Since(c.start).Round(time.Second), re, ctx.Err())
+		case <-c.grow:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *console) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Len()
+}
+
+func (c *console) since() time.Duration { return time.Since(c.start).Round(100 * time.Millisecond) }
+
+// hasSubcommand mirrors image/rootfs/usr/lib/tfsite/has-subcommand for the staged binary.
+func hasSubcommand(bin string, words ...string) bool {
+	out, _ := exec.Command(bin, append(words, "--help")...).Output()
+	want := "  tfsite " + strings.Join(words, " ")
+	for _, l := range strings.Split(string(out), "\n") {
+		if l == want || strings.HasPrefix(l, want+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: not a duration (e.g. 10m): %v", name, v, err)
+	}
+	return d
+}
+
+// TestBootImage boots mkosi.output/tfsite.raw under qemu (TCG; OVMF + systemd-boot + UKI, or direct
+// kernel boot with TFSITE_BOOT_MODE=kernel) with a zero-touch configuration for a one-site lab (a
+// NoCloud seed disk, or tfsite.* kernel parameters in kernel mode) and asserts on the serial console:
+// the underlay gateway 10.0.2.2 is discovered, the agent reports ready (systemd prints "Started" for
+// a Type=notify unit only after READY=1), and the console on ttyS0 answers.
+//
+// Run with `make test-image` (builds the image first), or TFSITE_IMAGE_TEST=1 go test ./image/.
+func TestBootImage(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(root, "mkosi.output", "tfsite.raw")
+	_, rawErr := os.Stat(raw)
+	switch {
+	case os.Getenv("TFSITE_IMAGE_TEST") == "1":
+		if rawErr != nil {
+			t.Fatalf("TFSITE_IMAGE_TEST=1 but %s is missing: run make image (or make test-image)", raw)
+		}
+	case os.Getenv("CI") == "true" && rawErr == nil:
+	default:
+		t.Skip("boot test: set TFSITE_IMAGE_TEST=1 after make image, or run make test-image (needs mkosi 24.3 and qemu: hack/image-deps.sh)")
+	}
+	for _, c := range []string{"qemu-system-x86_64", "mkfs.fat", "mcopy"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Fatalf("%s not found: run hack/image-deps.sh", c)
+		}
+	}
+	staged := filepath.Join(root, ".cache", "image-stage", "usr", "bin", "tfsite")
+	if _, err := os.Stat(staged); err != nil {
+		t.Fatalf("the binary staged into the image (%s) is missing: run make image", staged)
+	}
+	haveAgent := hasSubcommand(staged, "agent")
+	haveConsole := hasSubcommand(staged, "console")
+	haveDiscover := hasSubcommand(staged, "discover")
+	t.Logf("image ships: agent=%v discover=%v console=%v", haveAgent, haveDiscover, haveConsole)
+
+	mode := os.Getenv("TFSITE_BOOT_MODE")
+	if mode == "" {
+		mode = "uefi"
+	}
+	args := []string{filepath.Join(root, "hack", "boot.sh")}
+	env := append(os.Environ(), "QEMU_ACCEL=tcg")
+	switch mode {
+	case "uefi":
+		// Zero touch through a NoCloud seed: a vfat volume labelled CIDATA, made without mounting.
+		dir := t.TempDir()
+		ud := filepath.Join(dir, "user-data")
+		if err := os.WriteFile(ud, []byte("#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		seed := filepath.Join(dir, "seed.img")
+		if out, err := exec.Command(filepath.Join(root, "hack", "image-seed.sh"), seed, ud).CombinedOutput(); err != nil {
+			t.Fatalf("hack/image-seed.sh: %v\n%s", err, out)
+		}
+		args = append(args, raw)
+		env = append(env, "TFSITE_SEED="+seed)
+	case "kernel":
+		// Zero touch through the kernel command line.
+		args = append(args, "--kernel")
+		env = append(env, "TFSITE_CMDLINE=tfsite.site=lab-a tfsite.voters=lab-a")
+	default:
+		t.Fatalf("TFSITE_BOOT_MODE=%q: want uefi or kernel", mode)
+	}
+
+	timeout := envDuration(t, "TFSITE_BOOT_TIMEOUT", 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	logPath := filepath.Join(root, "mkosi.output", "boot-test.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	con := &console{log: logf, grow: make(chan struct{}, 1)}
+
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = root
+	cmd.Env = env
+	cmd.Stdout = con
+	cmd.Stderr = con
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	con.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", args[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	go func() {
+		select {
+		case err := <-done:
+			done <- err
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	fail := func(format string, a ...any) {
+		t.Helper()
+		t.Fatalf(format+"\n(serial console log: %s; last lines:)\n%s", append(a, logPath, tail(con, 30))...)
+	}
+
+	// 1. the underlay gateway
+	m, _, err := con.wait(ctx, reGatewayOther, 0)
+	if err != nil {
+		fail("no discovery report: %v", err)
+	}
+	if m[1] != "10.0.2.2" {
+		fail("discovered gateway %s, want 10.0.2.2 (qemu user network)", m[1])
+	}
+	m, _, err = con.wait(ctx, reGateway, 0)
+	if err != nil {
+		fail("discovery report incomplete: %v", err)
+	}
+	gatewayAt := con.since()
+	t.Logf("gateway 10.0.2.2 (source %s, by %s) at %s", m[1], m[2], gatewayAt)
+	if haveDiscover && m[2] != "tfsite-discover" {
+		fail("the image has tfsite discover but the gateway came from %s", m[2])
+	}
+
+	// 2. the agent
+	readyAt := gatewayAt
+	if haveAgent {
+		either := regexp.MustCompile(reAgentReady.String() + "|" + reAgentFailed.String())
+		m, _, err = con.wait(ctx, either, 0)
+		if err != nil {
+			fail("agent never reported ready: %v", err)
+		}
+		if !reAgentReady.MatchString(m[0]) {
+			fail("agent failed: %q", m[0])
+		}
+		readyAt = con.since()
+		t.Logf("agent ready (Type=notify READY=1) at %s: %s", readyAt, strings.TrimSpace(m[0]))
+	} else {
+		if _, _, err := con.wait(ctx, reAgentSkipped, 0); err != nil {
+			fail("the image has no tfsite agent, yet its unit was not skipped: %v", err)
+		}
+		t.Logf("STATE: this build has no `tfsite agent`: tfsite-agent.service skipped by its ExecCondition; only discovery was asserted")
+	}
+
+	// 3. the console on ttyS0 answers a keypress
+	from := con.len()
+	if _, err := io.WriteString(stdin, "\r"); err != nil {
+		fail("writing to the serial console: %v", err)
+	}
+	if haveConsole {
+		re := regexp.MustCompile(envOr("TFSITE_CONSOLE_EXPECT", `tfsite recovery console`))
+		if _, _, err := con.wait(ctx, re, from); err != nil {
+			fail("the recovery console did not answer on ttyS0: %v", err)
+		}
+		t.Logf("recovery console answered on ttyS0 at %s", con.since())
+	} else {
+		if _, _, err := con.wait(ctx, reLogin, from); err != nil {
+			fail("the ttyS0 console (login fallback) did not answer: %v", err)
+		}
+		t.Logf("STATE: this build has no `tfsite console`: ttyS0 answered with the fallback login prompt at %s", con.since())
+	}
+	t.Logf("BOOT mode=%s gateway=%s ready=%s console=%s", mode, gatewayAt, readyAt, con.since())
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func tail(c *console, n int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(c.buf.Bytes()))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, strings.TrimRight(sc.Text(), "\r"))
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,24 @@
+# Appliance image targets (issue 6). Host tools: sudo hack/image-deps.sh (mkosi 24.3 pinned, qemu, OVMF,
+# mtools, xorriso). Outputs and caches live in mkosi.output/, mkosi.cache/ and .cache/ (gitignored).
+.PHONY: image-deps image boot boot-kernel test-image bench-image image-clean
+
+image-deps: ## install the image build/boot tools (mkosi 24.3 from bookworm-backports, qemu, OVMF, ...)
+	hack/image-deps.sh
+
+image: build ## build the appliance image: mkosi.output/tfsite.{raw,qcow2,iso} (IMAGE_FORMATS="raw qcow2 iso")
+	hack/image-build.sh
+
+boot: ## boot the image under qemu, serial console here (Ctrl-a x quits; TFSITE_SEED=seed.img attaches a NoCloud seed)
+	hack/boot.sh $(BOOT_IMAGE)
+
+boot-kernel: ## boot the image by direct kernel boot (TFSITE_CMDLINE="tfsite.site=a tfsite.voters=a")
+	hack/boot.sh --kernel
+
+test-image: image ## build the image, boot it under qemu and assert on the serial console (CI boot test)
+	TFSITE_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestBootImage ./image/
+
+bench-image: ## image numbers: warm rebuild, sizes, boot to agent ready under TCG (BENCH_BOOTS=3)
+	hack/bench-image.sh
+
+image-clean: ## remove image outputs and mkosi's caches (the next build is cold)
+	rm -rf mkosi.output mkosi.cache mkosi.builddir .cache/image-stage

@@ -1,0 +1,13 @@
+# Bring-up area (issue 4): Kubernetes binaries for kubeadm/apiserver tests, docs/bringup.md.
+.PHONY: kube-bins
+
+kube-bins: ## build pinned kubeadm, kubectl, kube-apiserver + etcd from the Go module proxy into /var/cache/tfsite/kube or TFSITE_KUBE_CACHE (no-op when cached)
+	hack/build-kube.sh
+
+# The kubeadm dry-run and API-server integration tests need these binaries and
+# fail in CI without them: build (or find cached) before the tests run.
+test-unit: kube-bins
+
+.PHONY: demo-bgp
+demo-bgp: build ## BGP part of the demo: BIRD per site from `tfsite peering`, sessions, routes, pod-to-pod ping (root)
+	TFSITE=bin/tfsite hack/demo-bgp.sh $(SITES)

@@ -1,0 +1,449 @@
+package console
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tfsite/tfsite/internal/version"
+	"github.com/tfsite/tfsite/recovery/netguard"
+	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+)
+
+var errSkipped = errors.New("skipped")
+
+// ErrWrongPassword is returned when the recovery password does not match.
+var ErrWrongPassword = errors.New("wrong recovery password: nothing was done")
+
+func (c *Console) readSecret(ctx context.Context, q string) (string, error) {
+	c.printf("%s", q)
+	setEcho(c.tty, false)
+	line, err := c.in.readLine(ctx)
+	setEcho(c.tty, true)
+	c.printf("\r\n")
+	return line, err
+}
+
+// authenticate asks for the recovery password; with none set it has the
+// operator set one first (first boot).
+func (c *Console) authenticate(ctx context.Context) error {
+	stored, err := readPasswordHash(c.cfg.PasswordFile)
+	if errors.Is(err, ErrNoPassword) {
+		c.printf("No recovery password is set yet: set it first.\r\n")
+		if err := c.newPassword(ctx, false); err != nil {
+			return err
+		}
+		c.justSet = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	pw, err := c.readSecret(ctx, "Recovery password: ")
+	if err != nil {
+		return err
+	}
+	ok, err := CheckPassword(stored, pw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.cfg.PasswordFile, err)
+	}
+	if !ok {
+		c.log.Warn("console: wrong recovery password")
+		time.Sleep(time.Second) // slow down guessing on the serial line
+		return ErrWrongPassword
+	}
+	return nil
+}
+
+// newPassword asks for a new password twice and stores its hash.
+func (c *Console) newPassword(ctx context.Context, skippable bool) error {
+	pw, err := c.readSecret(ctx, fmt.Sprintf("New recovery password (at least %d characters): ", MinPasswordLen))
+	if err != nil {
+		return err
+	}
+	if pw == "" && skippable {
+		return errSkipped
+	}
+	if len(pw) < MinPasswordLen {
+		return fmt.Errorf("password too short: want at least %d characters; nothing was changed", MinPasswordLen)
+	}
+	again, err := c.readSecret(ctx, "Repeat it: ")
+	if err != nil {
+		return err
+	}
+	if again != pw {
+		return errors.New("the two passwords differ; nothing was changed")
+	}
+	h, err := HashPassword(pw, c.cfg.KDFIterations)
+	if err != nil {
+		return err
+	}
+	if err := writePasswordHash(c.cfg.PasswordFile, h); err != nil {
+		return fmt.Errorf("storing the recovery password: %w", err)
+	}
+	c.printf("Recovery password set.\r\n")
+	return nil
+}
+
+func (c *Console) setPassword(ctx context.Context) error {
+	if c.justSet {
+		c.justSet = false
+		return nil // authenticate just set the first one
+	}
+	return c.newPassword(ctx, false)
+}
+
+func (c *Console) lastEvent() string {
+	if c.net == nil {
+		return "netguard unavailable"
+	}
+	st, err := c.net.Show(1)
+	if err != nil {
+		return err.Error()
+	}
+	if len(st.Events) == 0 {
+		return "none"
+	}
+	return netguard.FormatEvent(st.Events[0])
+}
+
+func (c *Console) status(ctx context.Context) error {
+	if c.agent == nil {
+		c.printf("agent: not configured\r\n")
+	} else if st, err := c.agent.Status(ctx); err != nil {
+		c.printf("agent: not reachable (%s)\r\n", clip(oneLine(err.Error()), 60))
+	} else {
+		c.printf("site     %s\r\nphase    %s\r\n", st.Site, st.Phase)
+		if a := st.Allocation; a != nil {
+			c.printf("ASN      %d\r\npods     %s\r\nservices %s\r\nfabric   %s\r\n", a.ASN, a.Pod, a.Service, a.Fabric)
+		} else {
+			c.printf("ASN      not allocated yet\r\n")
+		}
+		if u := st.Underlay; u != nil {
+			c.printf("underlay %s %s via %s\r\n", u.Interface, u.Address, u.Gateway)
+		}
+		c.printf("peers    %d\r\n", len(st.Peers))
+		for i, p := range st.Peers {
+			if i == 6 {
+				c.printf("  ... %d more\r\n", len(st.Peers)-i)
+				break
+			}
+			c.printf("  %-20s %s\r\n", clip(p.Site, 20), p.State)
+		}
+		if st.LastError != "" {
+			c.printf("error    %s\r\n", clip(oneLine(st.LastError), 70))
+		}
+	}
+	c.printf("last network event:\r\n  %s\r\n", clip(c.lastEvent(), 77))
+	return nil
+}
+
+func (c *Console) network(context.Context) error {
+	if c.net == nil {
+		return errors.New("netguard unavailable")
+	}
+	st, err := c.net.Show(3)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, l := range st.State.Links {
+		var addrs []string
+		for _, a := range st.State.AddressesOn(l.Name) {
+			addrs = append(addrs, a.Address.String())
+		}
+		state := "down"
+		if l.Up {
+			state = "up"
+		}
+		c.printf("%s\r\n", clip(fmt.Sprintf("%-12s %-4s %s", l.Name, state, strings.Join(addrs, " ")), 79))
+		if n++; n == 8 {
+			break
+		}
+	}
+	c.printf("routes:\r\n")
+	n = 0
+	for _, r := range st.State.Routes {
+		if r.Kernel() {
+			continue
+		}
+		c.printf("  %s\r\n", clip(r.String(), 77))
+		if n++; n == 6 {
+			break
+		}
+	}
+	if st.Pending != nil {
+		c.printf("pending: %s\r\n", clip(st.Pending.String(), 70))
+	}
+	for _, e := range st.Events {
+		c.printf("  %s\r\n", clip(netguard.FormatEvent(e), 77))
+	}
+	return nil
+}
+
+func (c *Console) rollback(ctx context.Context) error {
+	if c.net == nil {
+		return errors.New("netguard unavailable")
+	}
+	_, e, err := c.net.Rollback(ctx)
+	if errors.Is(err, netguard.ErrNothingPending) {
+		c.printf("Nothing pending: no guarded network change is in its window.\r\n")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.printf("%s\r\n", clip(netguard.FormatEvent(e), 79))
+	return nil
+}
+
+func (c *Console) static(ctx context.Context) error {
+	if c.net == nil {
+		return errors.New("netguard unavailable")
+	}
+	link, err := c.prompt(ctx, "Interface (e.g. eth0): ")
+	if err != nil {
+		return err
+	}
+	addr, err := c.prompt(ctx, "Address in CIDR form (e.g. 192.0.2.10/24): ")
+	if err != nil {
+		return err
+	}
+	gw, err := c.prompt(ctx, "Gateway (e.g. 192.0.2.1): ")
+	if err != nil {
+		return err
+	}
+	plan := &netguard.Plan{
+		Description: "console: static " + addr + " via " + gw + " on " + link,
+		Operations: []netguard.Operation{
+			{Op: netguard.OpSetAddresses, Link: link, Addresses: []string{addr}},
+			{Op: netguard.OpReplaceDefaultGW, Gateway: gw, Link: link},
+		},
+	}
+	if b, err := json.Marshal(plan); err == nil {
+		if plan, err = netguard.DecodePlan(b); err != nil {
+			return err
+		}
+	}
+	c.printf("Applying, guarded: kept if the gateway answers, else reverted...\r\n")
+	out, err := c.net.Try(ctx, plan)
+	if err != nil {
+		return err
+	}
+	c.printf("Confirmed: %s\r\n", out.Reason)
+	return nil
+}
+
+func (c *Console) resetUnderlay(ctx context.Context) error {
+	if c.net == nil {
+		return errors.New("netguard unavailable")
+	}
+	def := ""
+	if c.agent != nil {
+		if st, err := c.agent.Status(ctx); err == nil && st.Underlay != nil {
+			def = st.Underlay.Interface
+		}
+	}
+	iface, err := c.prompt(ctx, fmt.Sprintf("Underlay interface [%s]: ", def))
+	if err != nil {
+		return err
+	}
+	if iface == "" {
+		iface = def
+	}
+	if iface == "" {
+		return errors.New("no interface given and the agent does not report one")
+	}
+	c.printf("Releasing %s, running DHCP, guarded: reverted unless the gateway answers...\r\n", iface)
+	out, err := c.net.Wrap(ctx, netguard.WrapSpec{Description: "console: reset " + iface + " to DHCP"},
+		func(ctx context.Context) error { return dhcpReset(ctx, iface, c.log) })
+	if err != nil {
+		return err
+	}
+	c.printf("Confirmed: %s\r\n", out.Reason)
+	return nil
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$`)
+
+func (c *Console) ping(ctx context.Context) error {
+	host, err := c.prompt(ctx, "Host or address: ")
+	if err != nil {
+		return err
+	}
+	if !hostRE.MatchString(host) {
+		return fmt.Errorf("%q is not a host name or address", oneLine(host))
+	}
+	tool, err := c.prompt(ctx, "p) ping  t) traceroute [p]: ")
+	if err != nil {
+		return err
+	}
+	argv := []string{"ping", "-n", "-c", "3", "-W", "2", host}
+	if tool == "t" {
+		argv = []string{"traceroute", "-n", "-w", "1", "-q", "1", "-m", "15", host}
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return fmt.Errorf("%s is not installed on this image", argv[0])
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = c.out, c.out
+	if err := cmd.Run(); err != nil {
+		c.printf("%s: %v\r\n", argv[0], err)
+	}
+	return nil
+}
+
+var keyTypes = map[string]bool{"ssh-ed25519": true, "ssh-rsa": true, "ecdsa-sha2-nistp256": true, "ecdsa-sha2-nistp384": true,
+	"ecdsa-sha2-nistp521": true, "sk-ssh-ed25519@openssh.com": true, "sk-ecdsa-sha2-nistp256@openssh.com": true}
+
+// ParseAuthorizedKey checks one OpenSSH public key line ("TYPE BASE64 [comment]").
+func ParseAuthorizedKey(line string) (string, error) {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return "", errors.New("want one OpenSSH public key line: TYPE BASE64 [comment]")
+	}
+	if !keyTypes[f[0]] {
+		return "", fmt.Errorf("key type %q: want ssh-ed25519, ssh-rsa or ecdsa-sha2-*", clip(f[0], 40))
+	}
+	blob, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil || len(blob) < 4 {
+		return "", errors.New("the key's base64 part does not decode")
+	}
+	n := binary.BigEndian.Uint32(blob)
+	if int(n) > len(blob)-4 || string(blob[4:4+n]) != f[0] {
+		return "", errors.New("the key's data does not match its type")
+	}
+	return strings.Join(f, " "), nil
+}
+
+func (c *Console) addKey(ctx context.Context) error {
+	line, err := c.prompt(ctx, "Paste one public key line: ")
+	if err != nil {
+		return err
+	}
+	key, err := ParseAuthorizedKey(line)
+	if err != nil {
+		return fmt.Errorf("not added: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.cfg.AuthorizedKeys), 0o700); err != nil {
+		return err
+	}
+	old, err := os.ReadFile(c.cfg.AuthorizedKeys)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, l := range strings.Split(string(old), "\n") {
+		if strings.TrimSpace(l) == key {
+			c.printf("That key is already authorized.\r\n")
+			return nil
+		}
+	}
+	if len(old) > 0 && !bytes.HasSuffix(old, []byte("\n")) {
+		old = append(old, '\n')
+	}
+	if err := atomicfile.Write(c.cfg.AuthorizedKeys, append(old, []byte(key+"\n")...), 0o600); err != nil {
+		return err
+	}
+	c.printf("Added to %s.\r\n", c.cfg.AuthorizedKeys)
+	return nil
+}
+
+// bundle writes a tar.gz with what support needs: network state, journal,
+// agent status, kernel views of addresses, routes and rules.
+func (c *Console) bundle(ctx context.Context) error {
+	files := map[string][]byte{"version.txt": []byte(version.String() + "\n")}
+	if c.net != nil {
+		if st, err := c.net.Show(200); err == nil {
+			files["net-show.json"], _ = json.MarshalIndent(st, "", "  ")
+		} else {
+			files["net-show.err"] = []byte(err.Error())
+		}
+	}
+	if c.agent != nil {
+		if st, err := c.agent.Status(ctx); err == nil {
+			files["status.json"], _ = json.MarshalIndent(st, "", "  ")
+		} else {
+			files["status.err"] = []byte(err.Error())
+		}
+	}
+	for _, name := range []string{"journal.json", "pending.json"} {
+		if b, err := os.ReadFile(filepath.Join(c.cfg.NetStateDir, name)); err == nil {
+			files["netguard/"+name] = b
+		}
+	}
+	for name, argv := range map[string][]string{"ip-addr.txt": {"ip", "addr"}, "ip-route.txt": {"ip", "route", "show", "table", "all"}, "ip-rule.txt": {"ip", "rule"}} {
+		if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err == nil {
+			files[name] = out
+		}
+	}
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	now := time.Now().UTC()
+	for name, b := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(b)), ModTime: now}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := gz.Close(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.cfg.BundleDir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(c.cfg.BundleDir, "tfsite-support-"+now.Format("20060102T150405Z")+".tar.gz")
+	if err := atomicfile.Write(path, buf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	c.printf("Wrote a support bundle (%d files):\r\n%s\r\n", len(files), path)
+	return nil
+}
+
+func (c *Console) shell(ctx context.Context) error {
+	_ = c.tty.SetReadDeadline(time.Time{})
+	c.printf("Starting %s; type exit to return to the menu.\r\n", c.cfg.Shell)
+	cmd := exec.CommandContext(ctx, c.cfg.Shell)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.tty, c.out, c.out
+	cmd.Env = append(os.Environ(), "PS1=recovery# ")
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		c.printf("shell: %v\r\n", err)
+	}
+	return nil
+}
+
+func (c *Console) reboot(ctx context.Context) error {
+	ans, err := c.prompt(ctx, "Reboot now? Type yes: ")
+	if err != nil {
+		return err
+	}
+	if ans != "yes" {
+		c.printf("Not rebooting.\r\n")
+		return nil
+	}
+	c.printf("Rebooting...\r\n")
+	out, err := exec.CommandContext(ctx, c.cfg.RebootCommand[0], c.cfg.RebootCommand[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("reboot: %v: %s", err, oneLine(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,239 @@
+package netguard
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tfsite/tfsite/internal/testrig"
+	"github.com/tfsite/tfsite/recovery/oob"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	buildDir  string
+)
+
+// tfsiteBinary builds cmd/tfsite once per test process.
+func tfsiteBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "tfsite-netguard-bin-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(buildDir, "tfsite")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tfsite/tfsite/cmd/tfsite").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building tfsite: %v", buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+type cli struct {
+	t                  testing.TB
+	bin, state, oobDir string
+	ns                 *testrig.Netns
+}
+
+func (c cli) command(args ...string) *exec.Cmd {
+	args = append(args, "--state-dir", c.state, "--oob-state-dir", c.oobDir)
+	return c.ns.Command(append([]string{c.bin, "net"}, args...)...)
+}
+
+// run returns combined output and the exit code.
+func (c cli) run(args ...string) (string, int) {
+	c.t.Helper()
+	var out bytes.Buffer
+	cmd := c.command(args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), 0
+	case errors.As(err, &ee):
+		return out.String(), ee.ExitCode()
+	}
+	c.t.Fatalf("running tfsite net %v: %v", args, err)
+	return "", -1
+}
+
+func newCLI(t testing.TB, ns *testrig.Netns) cli {
+	dir := t.TempDir()
+	return cli{t: t, bin: tfsiteBinary(t), state: filepath.Join(dir, "net"), oobDir: filepath.Join(dir, "oob"), ns: ns}
+}
+
+// TestCrashDuringTryIsRecovered kills `tfsite net try` with SIGKILL in its
+// window, then `tfsite net recover` must restore the snapshot exactly.
+// On the way it checks that a second try is refused naming the first.
+func TestCrashDuringTryIsRecovered(t *testing.T) {
+	testrig.RequireRoot(t)
+	requireCommands(t)
+	l := newLab(t)
+	c := newCLI(t, l.host)
+	planFile := filepath.Join(t.TempDir(), "takeover.yaml")
+	if err := os.WriteFile(planFile, []byte(labTakeoverPlan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotIn(t, l.host)
+	try := c.command("try", "--plan", planFile, "--timeout", "60s")
+	var tryOut bytes.Buffer
+	try.Stdout, try.Stderr = &tryOut, &tryOut
+	if err := try.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = try.Process.Kill(); _ = try.Wait() })
+	st := Store{Dir: c.state}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev, _ := st.Events()
+		if len(ev) > 0 && ev[len(ev)-1].Event == EventApplied {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("try never applied its plan: %s", tryOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.waitLockedOut(t, 3*time.Second)
+
+	// A concurrent try is refused and names the pending change.
+	out, code := c.run("try", "--plan", planFile)
+	if code != 4 || !strings.Contains(out, "VROUTER_GATEWAY") || !strings.Contains(out, "tfsite net rollback") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("concurrent try: exit %d, %q; want exit 4, one line naming the pending change", code, out)
+	}
+	// recover refuses while the guarding process lives.
+	if out, code := c.run("recover"); code != 4 {
+		t.Fatalf("recover during a live try: exit %d %q, want 4", code, out)
+	}
+
+	if err := try.Process.Signal(os.Kill); err != nil {
+		t.Fatal(err)
+	}
+	_ = try.Wait()
+	if d := before.Diff(snapshotIn(t, l.host)); len(d) == 0 {
+		t.Fatal("the killed try left nothing changed: the crash test does not test anything")
+	}
+	p, err := st.Pending()
+	if err != nil {
+		t.Fatalf("no pending record after the crash: %v", err)
+	}
+	// Nothing else may start over a dead process's change.
+	if out, code := c.run("try", "--plan", planFile); code != 4 || !strings.Contains(out, "tfsite net recover") {
+		t.Fatalf("try over a crashed change: exit %d %q", code, out)
+	}
+	out, code = c.run("recover")
+	if code != 0 || !strings.Contains(out, "reverted "+p.ID) {
+		t.Fatalf("recover: exit %d %q", code, out)
+	}
+	if d := before.Diff(snapshotIn(t, l.host)); len(d) != 0 {
+		t.Fatalf("recover did not restore the snapshot exactly:\n%s", strings.Join(d, "\n"))
+	}
+	if err := l.operatorReaches(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := st.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := ev[len(ev)-1]; last.Event != EventReverted || !strings.Contains(last.Reason, "ended before confirming") {
+		t.Fatalf("journal %+v", last)
+	}
+	if out, code := c.run("recover"); code != 0 || !strings.Contains(out, "nothing pending") {
+		t.Fatalf("second recover: exit %d %q", code, out)
+	}
+	if out, code := c.run("rollback"); code != 5 || !strings.Contains(out, "nothing pending") {
+		t.Fatalf("rollback with nothing pending: exit %d %q", code, out)
+	}
+}
+
+// TestCLITryRollbackShowAndCorruptJournal drives the binary: try + rollback
+// from a second process, show, and a corrupt journal refusing a try.
+func TestCLITryRollbackShowAndCorruptJournal(t *testing.T) {
+	testrig.RequireRoot(t)
+	requireCommands(t)
+	l := newLab(t)
+	c := newCLI(t, l.host)
+	planFile := filepath.Join(t.TempDir(), "mtu.yaml")
+	if err := os.WriteFile(planFile, []byte("description: jumbo\noperations: [{op: set-mtu, link: eth0, mtu: 1400}]\nprobes: {gateway: none}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotIn(t, l.host)
+	try := c.command("try", "--plan", planFile, "--timeout", "30s", "--settle", "20s", "--target", "tcp:10.9.0.2:6443")
+	var tryOut bytes.Buffer
+	try.Stdout, try.Stderr = &tryOut, &tryOut
+	if err := try.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, Store{Dir: c.state})
+	if out, code := c.run("show"); code != 0 || !strings.Contains(out, "pending: ") || !strings.Contains(out, `"jumbo"`) || !strings.Contains(out, "mtu 1400") {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+	out, code := c.run("rollback")
+	if code != 0 || !strings.Contains(out, "reverted") {
+		t.Fatalf("rollback: exit %d %q", code, out)
+	}
+	err := try.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(tryOut.String(), "rolled back by operator") {
+		t.Fatalf("try after rollback: %v, %s", err, tryOut.String())
+	}
+	if d := before.Diff(snapshotIn(t, l.host)); len(d) != 0 {
+		t.Fatalf("rollback not exact: %v", d)
+	}
+	// A corrupt journal: clear error, nothing applied.
+	if err := os.WriteFile(filepath.Join(c.state, journalFile), []byte("{\"version\":1,"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = c.run("try", "--plan", planFile)
+	if code != 6 || !strings.Contains(out, journalFile) || !strings.Contains(out, "nothing was changed") {
+		t.Fatalf("try with corrupt journal: exit %d %q", code, out)
+	}
+	if d := before.Diff(snapshotIn(t, l.host)); len(d) != 0 {
+		t.Fatalf("something was applied: %v", d)
+	}
+	if out, code := c.run("show", "--json"); code != 0 || !strings.Contains(out, `"errors"`) {
+		t.Fatalf("show --json with a corrupt journal: exit %d %q", code, out)
+	}
+	if err := os.Remove(filepath.Join(c.state, journalFile)); err != nil {
+		t.Fatal(err)
+	}
+	// With eth0's address reserved for management, a plan taking it away
+	// is refused before anything changes.
+	res := &oob.Reservation{Link: "eth0", Address: netip.MustParsePrefix(hostAddr + "/24"), Table: 200, Priority: 1000, Mode: oob.ModeRule}
+	if err := oob.Save(c.oobDir, res); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(planFile, []byte("operations: [{op: set-addresses, link: eth0, addresses: [10.0.0.11/24]}]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = c.run("try", "--plan", planFile)
+	if code != 2 || !strings.Contains(out, "would remove management address 10.0.0.10/24 from eth0") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("plan removing the management address: exit %d %q", code, out)
+	}
+	if d := before.Diff(snapshotIn(t, l.host)); len(d) != 0 {
+		t.Fatalf("something was applied: %v", d)
+	}
+}

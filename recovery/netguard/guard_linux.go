@@ -1,0 +1,3 @@
+package netguard
+
+func defaultKernel() (Kernel, Prober) { return Netlink{}, NetProber{} }

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package netguard
+
+import (
+	"context"
+	"errors"
+)
+
+// errUnsupported: netguard needs Linux (netlink, raw sockets).
+var errUnsupported = errors.New("netguard needs Linux")
+
+type unsupported struct{}
+
+func (unsupported) Snapshot() (*State, error)           { return nil, errUnsupported }
+func (unsupported) Apply(Operation) error               { return errUnsupported }
+func (unsupported) Restore(*State, []string) error      { return errUnsupported }
+func (unsupported) ARP(context.Context, Target) error   { return errUnsupported }
+func (unsupported) Reach(context.Context, Target) error { return errUnsupported }
+func defaultKernel() (Kernel, Prober)                   { return unsupported{}, unsupported{} }

@@ -1,0 +1,301 @@
+package netguard
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+)
+
+// DefaultStateDir is where netguard keeps the pending change and its journal.
+const DefaultStateDir = "/var/lib/tfsite/net"
+
+const (
+	pendingFile  = "pending.json"
+	journalFile  = "journal.json"
+	decisionFile = "decision"
+	lockFile     = "lock"
+	formatV1     = 1
+	maxEvents    = 200
+	maxFileBytes = 16 << 20
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNothingPending = errors.New("nothing pending")
+	ErrBusy           = errors.New("a guarded change is in progress")
+	ErrCorrupt        = errors.New("corrupt netguard record")
+)
+
+// Pending is the durable record of a change in its guarded window: enough
+// to put the network back after a crash.
+type Pending struct {
+	Version     int       `json:"version"`
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"` // "plan" (tfsite net try) or "guard" (a wrapped bring-up)
+	Description string    `json:"description,omitempty"`
+	PID         int       `json:"pid"`
+	Started     time.Time `json:"started"`
+	Deadline    time.Time `json:"deadline"`
+	Settle      Duration  `json:"settle"`
+	Snapshot    State     `json:"snapshot"`
+	Plan        *Plan     `json:"plan,omitempty"`
+	// RemoveLinks are deleted on revert: links the change creates (vhost0).
+	RemoveLinks []string `json:"removeLinks,omitempty"`
+}
+
+func (p *Pending) String() string {
+	d := p.Description
+	if d == "" {
+		d = p.Kind
+	}
+	return fmt.Sprintf("%s (%q, pid %d, deadline %s)", p.ID, d, p.PID, p.Deadline.UTC().Format(time.RFC3339))
+}
+
+// Event is one line of the journal.
+type Event struct {
+	Time        time.Time `json:"time"`
+	ID          string    `json:"id"`
+	Event       string    `json:"event"` // applied, confirmed, reverted, revert-failed, apply-failed
+	Reason      string    `json:"reason,omitempty"`
+	Description string    `json:"description,omitempty"`
+}
+
+// Journal events.
+const (
+	EventApplied      = "applied"
+	EventConfirmed    = "confirmed"
+	EventReverted     = "reverted"
+	EventRevertFailed = "revert-failed"
+)
+
+type journalDoc struct {
+	Version int     `json:"version"`
+	Events  []Event `json:"events"`
+}
+
+func decodeStrict(data []byte, v any) error {
+	if len(data) > maxFileBytes {
+		return fmt.Errorf("%d bytes, more than %d", len(data), maxFileBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON document")
+	}
+	return nil
+}
+
+// DecodePending parses and checks a pending record.
+func DecodePending(data []byte) (*Pending, error) {
+	var p Pending
+	if err := decodeStrict(data, &p); err != nil {
+		return nil, fmt.Errorf("%w: pending change: %s", ErrCorrupt, oneLine(err.Error()))
+	}
+	var errs []string
+	if p.Version != formatV1 {
+		errs = append(errs, fmt.Sprintf("version %d, want %d", p.Version, formatV1))
+	}
+	if p.ID == "" {
+		errs = append(errs, "no id")
+	}
+	if p.Kind != "plan" && p.Kind != "guard" {
+		errs = append(errs, fmt.Sprintf("kind %q, want plan or guard", p.Kind))
+	}
+	if p.Started.IsZero() || p.Deadline.Before(p.Started) {
+		errs = append(errs, "deadline before start")
+	}
+	if len(p.Snapshot.Links) == 0 {
+		errs = append(errs, "snapshot holds no links")
+	}
+	for _, l := range append(append([]string{}, p.RemoveLinks...), linkNames(p.Snapshot.Links)...) {
+		if err := checkLinkName("link", l); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if p.Plan != nil {
+		if err := p.Plan.check(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: pending change: %s", ErrCorrupt, strings.Join(errs, "; "))
+	}
+	return &p, nil
+}
+
+func linkNames(ls []Link) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Name
+	}
+	return out
+}
+
+// DecodeJournal parses and checks a journal.
+func DecodeJournal(data []byte) ([]Event, error) {
+	var d journalDoc
+	if err := decodeStrict(data, &d); err != nil {
+		return nil, fmt.Errorf("%w: journal: %s", ErrCorrupt, oneLine(err.Error()))
+	}
+	if d.Version != formatV1 {
+		return nil, fmt.Errorf("%w: journal: version %d, want %d", ErrCorrupt, d.Version, formatV1)
+	}
+	for i, e := range d.Events {
+		if e.ID == "" || e.Event == "" || e.Time.IsZero() {
+			return nil, fmt.Errorf("%w: journal: event %d lacks id, event or time", ErrCorrupt, i+1)
+		}
+	}
+	return d.Events, nil
+}
+
+// Store is netguard's state directory.
+type Store struct{ Dir string }
+
+func (s Store) path(name string) string { return filepath.Join(s.Dir, name) }
+
+// Init creates the state directory.
+func (s Store) Init() error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("creating state dir: %w", err)
+	}
+	return nil
+}
+
+// Pending returns the pending change, ErrNothingPending when there is none.
+func (s Store) Pending() (*Pending, error) {
+	data, err := os.ReadFile(s.path(pendingFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNothingPending
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading pending change: %w", err)
+	}
+	p, err := DecodePending(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.path(pendingFile), err)
+	}
+	return p, nil
+}
+
+// WritePending records p durably.
+func (s Store) WritePending(p *Pending) error {
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding pending change: %w", err)
+	}
+	return atomicfile.Write(s.path(pendingFile), append(data, '\n'), 0o600)
+}
+
+// ClearPending removes the pending record and any decision for it.
+func (s Store) ClearPending() error {
+	if err := atomicfile.Remove(s.path(decisionFile)); err != nil {
+		return err
+	}
+	return atomicfile.Remove(s.path(pendingFile))
+}
+
+// Events returns the journal, oldest first.
+func (s Store) Events() ([]Event, error) {
+	data, err := os.ReadFile(s.path(journalFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading journal: %w", err)
+	}
+	ev, err := DecodeJournal(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (it is only history: move it aside to go on)", s.path(journalFile), err)
+	}
+	return ev, nil
+}
+
+// Record appends an event to the journal, keeping the newest maxEvents.
+func (s Store) Record(e Event) error {
+	ev, err := s.Events()
+	if err != nil {
+		return err
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	ev = append(ev, e)
+	if len(ev) > maxEvents {
+		ev = ev[len(ev)-maxEvents:]
+	}
+	data, err := json.MarshalIndent(journalDoc{Version: formatV1, Events: ev}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding journal: %w", err)
+	}
+	return atomicfile.Write(s.path(journalFile), append(data, '\n'), 0o600)
+}
+
+// Decisions a second process hands to the one running the window.
+const (
+	DecisionConfirm  = "confirm"
+	DecisionRollback = "rollback"
+)
+
+// WriteDecision asks the process guarding change id to confirm or roll back.
+func (s Store) WriteDecision(id, decision string) error {
+	return atomicfile.Write(s.path(decisionFile), []byte(id+" "+decision+"\n"), 0o600)
+}
+
+// Decision returns the decision for change id, "" when none.
+func (s Store) Decision(id string) string {
+	data, err := os.ReadFile(s.path(decisionFile))
+	if err != nil {
+		return ""
+	}
+	gotID, d, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+	if gotID != id {
+		return ""
+	}
+	return d
+}
+
+// Lock is held by the process that runs a guarded window.
+type Lock struct{ f *os.File }
+
+// TryLock takes the state dir's lock without waiting; ErrBusy when another
+// live process holds it. The kernel drops it when that process dies.
+func (s Store) TryLock() (*Lock, error) {
+	if err := s.Init(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.path(lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, ErrBusy
+		}
+		return nil, fmt.Errorf("locking %s: %w", s.path(lockFile), err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Unlock releases the lock; safe to call twice.
+func (l *Lock) Unlock() {
+	if l == nil || l.f == nil {
+		return
+	}
+	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	_ = l.f.Close()
+	l.f = nil
+}
