@@ -8,16 +8,19 @@ BIN := bin/tfsite
 FUZZTIME ?= 10s
 .DEFAULT_GOAL := help
 
-.PHONY: help build test test-unit lint fuzz clean
+.PHONY: help deps build test test-unit lint fuzz boot-test clean
 
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+deps: ## install the Debian packages tests, demo and benchmarks use (root; no-op when present)
+	hack/deps.sh
+
 build: ## build bin/tfsite (static, stripped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tfsite
 
-test: lint test-unit fuzz ## everything CI runs: lint, all tests (root tests need root), brief fuzzing
+test: lint test-unit fuzz boot-test ## everything CI runs: lint, all tests (root tests need root), brief fuzzing, image boot test
 
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
@@ -29,6 +32,15 @@ test-unit: build ## go test ./... (netns/dnsmasq tests run as root, skip otherwi
 
 fuzz: ## run every Fuzz target for FUZZTIME each
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
+
+boot-test: ## as root with mkosi 24.3 (CI): build the raw image, boot it under qemu, assert on the serial console
+	@if [ "$$(id -u)" = 0 ] && mkosi --version 2>/dev/null | grep -q ' 24\.3'; then \
+	  $(MAKE) --no-print-directory test-image IMAGE_FORMATS=raw; \
+	elif [ -n "$$CI" ] && [ "$$CI" != false ]; then \
+	  echo "boot-test: CI must run as root with mkosi 24.3 (.ci/run runs hack/image-deps.sh)"; exit 1; \
+	else \
+	  echo "boot-test: skipped: needs root and mkosi 24.3 (sudo hack/image-deps.sh; sudo make test)"; \
+	fi
 
 clean: ## remove build outputs
 	rm -rf bin

@@ -12,7 +12,7 @@
 # Usage: hack/build-kube.sh            build (or do nothing if cached); prints the bin dir last
 #        hack/build-kube.sh --print-bin  print the bin dir only
 # Env:   TFSITE_KUBE_CACHE   cache root (default /var/cache/tfsite/kube)
-#        TFSITE_KUBE_CMDS    kubernetes commands to build (default "kubeadm kubectl kube-apiserver"; add kubelet)
+#        TFSITE_KUBE_CMDS    kubernetes commands to build (default "kubeadm kubectl kubelet kube-apiserver")
 #        NICE                niceness for the compiler (default 10)
 set -euo pipefail
 
@@ -23,7 +23,7 @@ ETCD_VERSION=v3.5.35     # go.etcd.io/etcd/server/v3 and siblings
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${TFSITE_KUBE_CACHE:-/var/cache/tfsite/kube}
 bindir="$cache/$KUBE_VERSION/bin"
-cmds=${TFSITE_KUBE_CMDS:-kubeadm kubectl kube-apiserver}
+cmds=${TFSITE_KUBE_CMDS:-kubeadm kubectl kubelet kube-apiserver}
 nice_level=${NICE:-10}
 
 if [[ "${1:-}" == "--print-bin" ]]; then echo "$bindir"; exit 0; fi

@@ -128,6 +128,7 @@ for i in "${!names[@]}"; do
     --dhcp-range="${ulnet[i]}.10,${ulnet[i]}.19,255.255.255.0,1h" --dhcp-option="3,${gw[i]}" \
     >"$work/$s/dnsmasq.log" 2>&1 &
   pids+=($!)
+  disown $!
   info "$s: netns ${ns[i]}, underlay ${ulnet[i]}.0/24 (dnsmasq, router ${gw[i]}) on eth0, transit ${tr[i]} on eth1"
 done
 deadline=$(($(date +%s) + 30))
@@ -184,6 +185,7 @@ EOF
   ip netns exec "${ns[i]}" "$TFSITE" agent --config "$work/$s/config.yaml" --cmdline "" --nocloud off \
     >"$work/$s/agent.log" 2>&1 &
   pids+=($!)
+  disown $!
 done
 
 status() { "$TFSITE" status --json --socket "$work/$1/api.sock" 2>/dev/null; }

@@ -30,6 +30,25 @@ v=$(mkosi --version | awk '{print $2}')
 [[ "$v" == 24.3 ]] || die "mkosi $v found, 24.3 needed (config syntax differs); run sudo hack/image-deps.sh"
 [[ $(id -u) == 0 ]] || die "mkosi needs root here (it builds as root); run as root"
 
+# --- the image's apt sources, from this host's own apt configuration (no mirror is hard-coded) ---
+# Used only while building (mkosi.pkgmngr is not copied into the image). Replaces mkosi 24's
+# generated list, which hard-codes debian-debug and deb-src entries that fail here.
+# bookworm-backports is there for one package: systemd-boot-efi 254 (the UKI stub; see mkosi.conf).
+mkdir -p mkosi.pkgmngr/etc/apt/sources.list.d
+cat >mkosi.pkgmngr/etc/apt/sources.list.d/mkosi.sources <<SRC
+Types: deb
+URIs: $(hack/apt-mirror.sh)
+Suites: bookworm bookworm-updates bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $(hack/apt-mirror.sh --security)
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+
 # --- stage the binaries (ExtraTrees=.cache/image-stage in mkosi.conf) ---
 rm -rf "$stage"
 install -D -m 0755 bin/tfsite "$stage/usr/bin/tfsite"

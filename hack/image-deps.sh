@@ -20,9 +20,10 @@ fi
 
 # bookworm-backports: add a source if no configured source mentions it.
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-	cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'SRC'
+	mirror=$("$(dirname "$0")/apt-mirror.sh")
+	cat >/etc/apt/sources.list.d/bookworm-backports.sources <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -40,11 +41,9 @@ if [ "$have" != "$MKOSI_VERSION" ]; then
 fi
 
 # Host tools: depmod (kmod), FAT/ISO builders without mounting (dosfstools, mtools, xorriso),
-# grub-mkrescue for the hybrid BIOS+UEFI ISO (grub-common + grub-pc-bin + grub-efi-amd64-bin),
 # qemu + OVMF for `make boot` and the boot test, qemu-img for qcow2.
 apt-get install -y -qq --no-install-recommends \
 	kmod dosfstools mtools cpio zstd e2fsprogs debian-archive-keyring \
-	qemu-system-x86 ovmf qemu-utils xorriso \
-	grub-common grub-pc-bin grub-efi-amd64-bin >/dev/null
+	qemu-system-x86 ovmf qemu-utils xorriso >/dev/null
 
 echo "image-deps: mkosi $(dpkg-query -W -f='${Version}' mkosi), $(qemu-system-x86_64 --version | head -1)"

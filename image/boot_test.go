@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +21,11 @@ import (
 )
 
 // Console markers. The units print them (image/rootfs/usr/lib/tfsite/*, systemd's status lines).
+// Markers with values end in a line break: output arrives in chunks that may split a line.
 var (
-	reGateway      = regexp.MustCompile(`tfsite-discover: gateway=10\.0\.2\.2 source=(\S+)[^\r\n]*by=(\S+)`)
-	reGatewayOther = regexp.MustCompile(`tfsite-discover: gateway=(\S+)`)
-	reAgentReady   = regexp.MustCompile(`tfsite-agent: ready \(READY=1\)[^\r\n]*|Started [^\r\n]*(tfsite-agent\.service|tfsite node agent)`)
+	reGateway      = regexp.MustCompile(`tfsite-discover: gateway=10\.0\.2\.2 source=(\S+)[^\r\n]*by=(\S+)[ \r\n]`)
+	reGatewayOther = regexp.MustCompile(`tfsite-discover: gateway=(\S+)[ \r\n]`)
+	reAgentReady   = regexp.MustCompile(`tfsite-agent: ready \(READY=1\)[^\r\n]*[\r\n]|Started [^\r\n]*(tfsite-agent\.service|tfsite node agent)`)
 	reAgentSkipped = regexp.MustCompile(`tfsite-agent\.service[^\r\n]*(skipped|Condition)`)
 	reAgentFailed  = regexp.MustCompile(`Failed to start [^\r\n]*(tfsite-agent|tfsite node agent)|tfsite-agent\.service: (Main process exited|Failed|Watchdog)`)
 	reLogin        = regexp.MustCompile(`login: `)
@@ -157,7 +159,14 @@ func TestBootImage(t *testing.T) {
 		mode = "uefi"
 	}
 	args := []string{filepath.Join(root, "hack", "boot.sh")}
-	env := append(os.Environ(), "QEMU_ACCEL=tcg")
+	// A free host port for the guest's sshd, so a second qemu (make boot) does not collide.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	env := append(os.Environ(), "QEMU_ACCEL=tcg", fmt.Sprintf("SSH_PORT=%d", sshPort))
 	switch mode {
 	case "uefi":
 		// Zero touch through a NoCloud seed: a vfat volume labelled CIDATA, made without mounting.

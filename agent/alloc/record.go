@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
 // Files in Config.StateDir.

@@ -232,6 +232,7 @@ func (f *fleet) waitConverged(timeout time.Duration) map[string]api.Status {
 		}
 		why = err.Error()
 		if time.Now().After(deadline) {
+			f.goroutineDumps()
 			f.t.Fatalf("fleet did not converge within %s: %s", timeout, why)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -372,5 +373,33 @@ func (f *fleet) dumpLogs() {
 			lines = lines[len(lines)-25:]
 		}
 		f.t.Logf("--- %s agent.log (last %d lines)\n%s", n, len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// goroutineDumps makes every running agent that does not answer its API
+// dump its goroutines (SIGQUIT) and logs the tfsite frames, to show where
+// it is stuck.
+func (f *fleet) goroutineDumps() {
+	for _, p := range f.running() {
+		if _, err := f.status(p); err == nil {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exited:
+		case <-time.After(5 * time.Second):
+		}
+		p.kill()
+		b, _ := os.ReadFile(filepath.Join(p.dir, "agent.log"))
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "goroutine ") || strings.Contains(l, "tfsite/agent") {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 120 {
+			keep = keep[:120]
+		}
+		f.t.Logf("--- %s did not answer; goroutines (tfsite frames):\n%s", p.name, strings.Join(keep, "\n"))
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,11 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,7 +26,9 @@ import (
 const FieldManager = "tfsite"
 
 // Scheme knows the API types tfsite renders (core/v1, apps/v1, rbac/v1).
-var Scheme = func() *runtime.Scheme {
+// It is built on first use, not at program start: every tfsite command
+// (discover included) would otherwise pay for it.
+var Scheme = sync.OnceValue(func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, rbacv1.AddToScheme} {
 		if err := add(s); err != nil {
@@ -35,13 +36,37 @@ var Scheme = func() *runtime.Scheme {
 		}
 	}
 	return s
-}()
+})
+
+// clusterScoped lists the kinds of Scheme that have no namespace.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "Node": true, "PersistentVolume": true, "ComponentStatus": true,
+	"ClusterRole": true, "ClusterRoleBinding": true,
+}
+
+// staticMapper maps every kind of Scheme to its resource. tfsite applies only
+// what it renders, so API discovery (and client-go's typed scheme that comes
+// with it, ~2 ms at every program start) is not needed.
+func staticMapper() meta.RESTMapper {
+	m := meta.NewDefaultRESTMapper(nil)
+	for gvk := range Scheme().AllKnownTypes() {
+		if strings.HasSuffix(gvk.Kind, "List") || strings.HasSuffix(gvk.Kind, "Options") || gvk.Version == runtime.APIVersionInternal {
+			continue
+		}
+		scope := meta.RESTScopeNamespace
+		if clusterScoped[gvk.Kind] {
+			scope = meta.RESTScopeRoot
+		}
+		m.Add(gvk, scope)
+	}
+	return m
+}
 
 // ToUnstructured converts a typed object to its wire form with apiVersion/kind
 // set from Scheme, dropping the server-owned fields a typed zero value carries
 // (metadata.creationTimestamp: null, status: {}).
 func ToUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
-	gvks, _, err := Scheme.ObjectKinds(obj)
+	gvks, _, err := Scheme().ObjectKinds(obj)
 	if err != nil || len(gvks) == 0 {
 		return nil, fmt.Errorf("finding the kind of %T: %w", obj, err)
 	}
@@ -88,7 +113,7 @@ func EncodeYAML(header string, objs []runtime.Object) ([]byte, error) {
 // nothing on the server.
 type Applier struct {
 	dyn    dynamic.Interface
-	mapper meta.ResettableRESTMapper
+	mapper meta.RESTMapper
 	log    *slog.Logger
 }
 
@@ -97,17 +122,13 @@ func NewApplier(cfg *rest.Config, log *slog.Logger) (*Applier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating discovery client: %w", err)
-	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating dynamic client: %w", err)
 	}
 	return &Applier{
 		dyn:    dyn,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		mapper: staticMapper(),
 		log:    log,
 	}, nil
 }
@@ -150,10 +171,6 @@ func (a *Applier) Apply(ctx context.Context, objs []runtime.Object) (ApplyResult
 func (a *Applier) resource(u *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
 	gvk := u.GroupVersionKind()
 	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		a.mapper.Reset() // a CRD may have appeared since discovery was cached
-		m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("mapping %s to a resource: %w", gvk, err)
 	}

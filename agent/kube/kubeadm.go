@@ -179,7 +179,7 @@ func JoinConfig(p SiteParams, j JoinParams) (JoinConfiguration, error) {
 	if !j.Endpoint.IsValid() {
 		return JoinConfiguration{}, fmt.Errorf("join: endpoint missing (the site's control plane address:port)")
 	}
-	if !tokenRe.MatchString(j.Token) {
+	if !tokenRe().MatchString(j.Token) {
 		return JoinConfiguration{}, fmt.Errorf("join: token must match [a-z0-9]{6}.[a-z0-9]{16}")
 	}
 	if len(j.CACertHash) != len("sha256:")+64 || j.CACertHash[:7] != "sha256:" {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/yaml"
 )
@@ -63,13 +64,19 @@ const (
 	DefaultTFTag      = "R21.12"
 )
 
+// Validation patterns, compiled on first use: bounded repeats such as {0,127}
+// are costly to compile, and every tfsite command would pay at start.
 var (
-	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	tokenRe    = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
-	ifaceRe    = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
-	versionRe  = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
-	imageTagRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	dnsLabel   = lazyRegexp(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	tokenRe    = lazyRegexp(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+	ifaceRe    = lazyRegexp(`^[A-Za-z0-9_.:@-]{1,15}$`)
+	versionRe  = lazyRegexp(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	imageTagRe = lazyRegexp(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 )
+
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // WithDefaults returns p with empty optional fields filled in.
 func (p SiteParams) WithDefaults() SiteParams {
@@ -101,7 +108,7 @@ func (p SiteParams) WithDefaults() SiteParams {
 func (p SiteParams) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if !dnsLabel.MatchString(p.Site) || len(p.Site) > 63 {
+	if !dnsLabel().MatchString(p.Site) || len(p.Site) > 63 {
 		bad("site %q: must be a DNS label (lower-case letters, digits, '-', at most 63)", p.Site)
 	}
 	if p.ASN == 0 || p.ASN == 23456 || p.ASN == 65535 || p.ASN == 4294967295 {
@@ -152,7 +159,7 @@ func (p SiteParams) Validate() error {
 			bad("address %s lies inside the %s prefix %s: allocation and underlay overlap", p.AdvertiseAddress, x.name, x.p)
 		}
 	}
-	if !ifaceRe.MatchString(p.PhysicalInterface) {
+	if !ifaceRe().MatchString(p.PhysicalInterface) {
 		bad("interface %q: need the underlay NIC name (e.g. eth0)", p.PhysicalInterface)
 	}
 	for _, c := range p.ControllerNodes {
@@ -160,7 +167,7 @@ func (p SiteParams) Validate() error {
 			bad("controllerNodes: %v is not an IPv4 address", c)
 		}
 	}
-	if !dnsLabel.MatchString(p.NodeName) {
+	if !dnsLabel().MatchString(p.NodeName) {
 		bad("nodeName %q: must be a DNS label", p.NodeName)
 	}
 	if p.APIServerPort == 0 {
@@ -169,16 +176,16 @@ func (p SiteParams) Validate() error {
 	if !strings.HasPrefix(p.CRISocket, "unix:///") {
 		bad("criSocket %q: must be a unix:/// URL", p.CRISocket)
 	}
-	if !versionRe.MatchString(p.KubernetesVersion) {
+	if !versionRe().MatchString(p.KubernetesVersion) {
 		bad("kubernetesVersion %q: must look like v1.37.2", p.KubernetesVersion)
 	}
-	if p.BootstrapToken != "" && !tokenRe.MatchString(p.BootstrapToken) {
+	if p.BootstrapToken != "" && !tokenRe().MatchString(p.BootstrapToken) {
 		bad("bootstrapToken: must match [a-z0-9]{6}.[a-z0-9]{16}")
 	}
 	if p.TFRegistry == "" || strings.ContainsAny(p.TFRegistry, " \t\n@") || strings.HasSuffix(p.TFRegistry, "/") {
 		bad("tfRegistry %q: must be a registry path like docker.io/tungstenfabric (no spaces, '@', trailing '/')", p.TFRegistry)
 	}
-	if !imageTagRe.MatchString(p.TFTag) {
+	if !imageTagRe().MatchString(p.TFTag) {
 		bad("tfTag %q: must be an image tag like R21.12", p.TFTag)
 	}
 	return errors.Join(errs...)

@@ -22,8 +22,9 @@ var ErrNotAllocated = errors.New("site holds no allocation yet")
 //     prefix, and its advertised gossip address as session source and router
 //     id (on the appliance that is the discovered underlay address);
 //   - one peer per other site that publishes an allocation, at the address
-//     the site advertises in its gossip metadata (else its gossip address),
-//     with its ASN, accepting only its pod prefix.
+//     of its gossip endpoint (the same notion as the local side, and proven
+//     reachable; else the address in its gossip metadata), with its ASN,
+//     accepting only its pod prefix.
 //
 // Sites that are dead or left keep their session: their allocation holds
 // until `tfsite site release`. Sites without an allocation (or an address)
@@ -57,17 +58,15 @@ func FromAgent(st api.Status, peers []api.Peer) (local Local, out []Peer, skippe
 	return local, out, skipped, nil
 }
 
-// peerAddr is the address a peer site advertises (gossip metadata), else the
-// host of its gossip address.
+// peerAddr is the host of a peer site's gossip endpoint, else the address in
+// its gossip metadata.
 func peerAddr(p api.Peer) (netip.Addr, error) {
-	if p.Underlay != "" {
-		if a, err := netip.ParseAddr(p.Underlay); err == nil {
-			return a, nil
-		}
+	if a, err := hostOf(p.Address); err == nil {
+		return a, nil
 	}
-	a, err := hostOf(p.Address)
+	a, err := netip.ParseAddr(p.Underlay)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("no usable address (underlay %q, gossip %q)", p.Underlay, p.Address)
+		return netip.Addr{}, fmt.Errorf("no usable address (gossip %q, underlay %q)", p.Address, p.Underlay)
 	}
 	return a, nil
 }

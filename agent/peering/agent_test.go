@@ -20,9 +20,10 @@ func TestFromAgent(t *testing.T) {
 		Allocation: alloc(64512, "10.32.0.0/21")}
 	peers := []api.Peer{
 		{Site: "gamma", State: api.StateDead, Address: "192.168.240.13:7946", Allocation: alloc(64514, "10.32.16.0/21")},
-		{Site: "beta", State: api.StateAlive, Address: "192.168.240.12:7946", Underlay: "192.168.240.22", Allocation: alloc(64513, "10.32.8.0/21")},
+		{Site: "beta", State: api.StateAlive, Address: "192.168.240.12:7946", Underlay: "192.168.12.10", Allocation: alloc(64513, "10.32.8.0/21")},
 		{Site: "delta", State: api.StateAlive, Address: "192.168.240.14:7946"},
 		{Site: "eps", State: api.StateAlive, Address: "bogus", Allocation: alloc(64515, "10.32.24.0/21")},
+		{Site: "zeta", State: api.StateAlive, Address: "", Underlay: "192.168.240.16", Allocation: alloc(64516, "10.32.32.0/21")},
 		{Site: "alpha", State: api.StateAlive, Address: "192.168.240.11:7946", Allocation: alloc(64512, "10.32.0.0/21")},
 	}
 	local, got, skipped, err := FromAgent(st, peers)
@@ -35,10 +36,12 @@ func TestFromAgent(t *testing.T) {
 		t.Errorf("local = %+v", local)
 	}
 	want := []Peer{
-		// The advertised (metadata) address wins over the gossip address.
-		{Name: "beta", Address: netip.MustParseAddr("192.168.240.22"), ASN: 64513, Accept: []netip.Prefix{netip.MustParsePrefix("10.32.8.0/21")}},
+		// The gossip endpoint's address wins over the metadata address.
+		{Name: "beta", Address: netip.MustParseAddr("192.168.240.12"), ASN: 64513, Accept: []netip.Prefix{netip.MustParsePrefix("10.32.8.0/21")}},
 		// A dead site keeps its session: its allocation holds until released.
 		{Name: "gamma", Address: netip.MustParseAddr("192.168.240.13"), ASN: 64514, Accept: []netip.Prefix{netip.MustParsePrefix("10.32.16.0/21")}},
+		// Without a gossip address, the metadata address serves.
+		{Name: "zeta", Address: netip.MustParseAddr("192.168.240.16"), ASN: 64516, Accept: []netip.Prefix{netip.MustParsePrefix("10.32.32.0/21")}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("peers = %+v\nwant %+v", got, want)
@@ -51,7 +54,7 @@ func TestFromAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(conf), "neighbor 192.168.240.22 as 64513;") || !strings.Contains(string(conf), "10.32.16.0/21+") {
+	if !strings.Contains(string(conf), "neighbor 192.168.240.12 as 64513;") || !strings.Contains(string(conf), "10.32.16.0/21+") {
 		t.Errorf("rendered:\n%s", conf)
 	}
 	if err := birdParse(t, conf); err != nil {

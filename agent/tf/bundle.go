@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/tfsite/tfsite/agent/kube"
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
 // Bundle file names written by WriteBundle.

@@ -34,7 +34,7 @@ func testParams() kube.SiteParams {
 // k8s.io/api types: unknown or duplicate fields fail.
 func decodeStrict(t *testing.T, stream []byte) []runtime.Object {
 	t.Helper()
-	dec := serializer.NewCodecFactory(kube.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	dec := serializer.NewCodecFactory(kube.Scheme(), serializer.EnableStrict).UniversalDeserializer()
 	var out []runtime.Object
 	for i, doc := range bytes.Split(stream, []byte("\n---\n")) {
 		if len(bytes.TrimSpace(doc)) == 0 {
@@ -73,7 +73,7 @@ func TestRenderDecodesStrictly(t *testing.T) {
 func TestStrictDecoderHasTeeth(t *testing.T) {
 	b, _ := Render(testParams())
 	bad := bytes.Replace(b, []byte("hostNetwork: true"), []byte("hostNetwerk: true"), 1)
-	dec := serializer.NewCodecFactory(kube.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	dec := serializer.NewCodecFactory(kube.Scheme(), serializer.EnableStrict).UniversalDeserializer()
 	for _, doc := range bytes.Split(bad, []byte("\n---\n")) {
 		if bytes.Contains(doc, []byte("hostNetwerk")) {
 			if _, _, err := dec.Decode(doc, nil, nil); err == nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/agent/peering"
 	"github.com/tfsite/tfsite/agent/tf"
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
 func init() {
@@ -227,7 +227,7 @@ accept: [prefix, ...]}]). Output goes to stdout or --out (written atomically).
 With --socket, everything comes from the running agent: the local side from
 its status (site, allocated ASN, pod prefix, advertised gossip address as
 session source and router id; --address and --router-id override), and one
-peer per other site that gossip shows with an allocation (its advertised
+peer per other site that gossip shows with an allocation (its gossip
 address, ASN, and only its pod prefix accepted); --peer and --peers-file add
 to them. Sites without an allocation yet are reported on stderr and left out:
 re-render when they have one.

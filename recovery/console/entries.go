@@ -13,13 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/version"
 	"github.com/tfsite/tfsite/recovery/netguard"
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
 )
 
 var errSkipped = errors.New("skipped")
@@ -276,14 +275,28 @@ func (c *Console) resetUnderlay(ctx context.Context) error {
 	return nil
 }
 
-var hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$`)
+// validHost accepts a host name or IPv4/IPv6 address: 1–253 characters of
+// letters, digits, '.', ':' and '-', starting with a letter or digit. (A loop,
+// not a regexp: a bounded repeat of 252 costs every tfsite start ~0.6 ms.)
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for i, r := range h {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || (r != '.' && r != ':' && r != '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 func (c *Console) ping(ctx context.Context) error {
 	host, err := c.prompt(ctx, "Host or address: ")
 	if err != nil {
 		return err
 	}
-	if !hostRE.MatchString(host) {
+	if !validHost(host) {
 		return fmt.Errorf("%q is not a host name or address", oneLine(host))
 	}
 	tool, err := c.prompt(ctx, "p) ping  t) traceroute [p]: ")

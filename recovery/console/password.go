@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
 // ErrNoPassword means no recovery password is set yet.

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
 // DefaultStateDir is where netguard keeps the pending change and its journal.

@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tfsite/tfsite/recovery/netguard/atomicfile"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
 // DefaultStateDir holds reservation.json.
