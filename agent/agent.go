@@ -156,7 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	if !a.discoverUnderlay(ctx, cfg) {
+	if !a.discoverUnderlay(ctx, cfg, &wg) {
 		return nil
 	}
 	if err := a.startCore(cfg); err != nil {
@@ -214,9 +214,12 @@ func (a *Agent) waitForConfig(ctx context.Context) (config.Config, bool) {
 	}
 }
 
-// discoverUnderlay finds the underlay interface and gateway. Failures are
-// retried; with an advertise address configured the agent goes on without.
-func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config) bool {
+// discoverUnderlay finds the underlay interface and gateway, retrying with
+// backoff. With an advertise address configured the agent need not wait: after
+// the first failure it goes on, and discovery keeps retrying in the background
+// (on wg) until it succeeds or ctx ends, so status shows the gateway as soon as
+// a DHCP server answers.
+func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config, wg *sync.WaitGroup) bool {
 	if cfg.Underlay.Disabled {
 		return true
 	}
@@ -227,30 +230,54 @@ func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config) bool {
 	if cfg.ManagementInterface != "" {
 		opts.Skip = []string{cfg.ManagementInterface}
 	}
+	if a.tryDiscover(ctx, opts) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if cfg.Gossip.AdvertiseAddress != "" {
+		a.log.Warn("underlay discovery failed; continuing with the configured advertise address, retrying discovery in the background")
+		wg.Go(func() { a.retryDiscover(ctx, opts) })
+		return true
+	}
+	return a.retryDiscover(ctx, opts)
+}
+
+// retryDiscover retries discovery with backoff (1 s doubling to 30 s) until it
+// succeeds (true) or ctx ends (false).
+func (a *Agent) retryDiscover(ctx context.Context, opts underlay.Options) bool {
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		a.touch()
-		res, err := a.discover(ctx, opts, a.log.With("component", "underlay"))
-		if err == nil {
-			a.log.Info("underlay discovered", "interface", res.Interface, "address", res.Address, "gateway", res.Gateway, "source", res.GatewaySource)
-			a.mu.Lock()
-			a.under = res
-			a.mu.Unlock()
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		a.setError(fmt.Errorf("underlay discovery: %w", err))
-		if cfg.Gossip.AdvertiseAddress != "" {
-			a.log.Warn("underlay discovery failed; continuing with the configured advertise address", "err", err)
-			return true
-		}
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(wait):
 		}
+		if a.tryDiscover(ctx, opts) {
+			return true
+		}
 	}
+}
+
+// tryDiscover runs one discovery; on success it records the result and clears
+// a discovery error, on failure it records the error.
+func (a *Agent) tryDiscover(ctx context.Context, opts underlay.Options) bool {
+	a.touch()
+	res, err := a.discover(ctx, opts, a.log.With("component", "underlay"))
+	if err != nil {
+		if ctx.Err() == nil {
+			a.setError(fmt.Errorf("underlay discovery: %w", err))
+		}
+		return false
+	}
+	a.log.Info("underlay discovered", "interface", res.Interface, "address", res.Address, "gateway", res.Gateway, "source", res.GatewaySource)
+	a.mu.Lock()
+	a.under = res
+	if strings.HasPrefix(a.lastErr, "underlay discovery: ") {
+		a.lastErr = ""
+	}
+	a.mu.Unlock()
+	return true
 }
 
 // advertiseAddr picks the address peers reach this site at: configured,

@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/underlay"
 )
 
 // lab is a set of in-process sites on loopback addresses 127.N.M.x, each
@@ -369,5 +371,47 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	if !ready || !watchdog {
 		t.Fatalf("within 30s: READY=1 seen %v, WATCHDOG=1 seen %v", ready, watchdog)
+	}
+}
+
+// With an advertise address the agent allocates without waiting for DHCP,
+// and keeps retrying discovery until a server answers (it used to give up
+// after the first failure, leaving "underlay not discovered" forever).
+func TestDiscoveryRetriesInBackground(t *testing.T) {
+	l := newLab(t, "dhcp-late")
+	cfg := l.config("dhcp-late", 1)
+	cfg.Underlay.Disabled = false
+	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
+	var calls atomic.Int32
+	discover := func(ctx context.Context, _ underlay.Options, _ *slog.Logger) (*underlay.Result, error) {
+		if calls.Add(1) <= 2 {
+			return nil, fmt.Errorf("discover eth0: %w", underlay.ErrNoResponse)
+		}
+		return &underlay.Result{Interface: "eth0", Address: "192.0.2.10/24", Gateway: "192.0.2.1", GatewaySource: "dhcp-option-3"}, nil
+	}
+	l.startConfig(cfg, WithDiscover(discover))
+	st := l.waitAll(30 * time.Second)["dhcp-late"]
+	if st.Allocation == nil {
+		t.Fatalf("no allocation while discovery failed: %+v", st)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := l.status("dhcp-late")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Underlay != nil && st.Underlay.Gateway == "192.0.2.1" {
+			if st.LastError != "" {
+				t.Errorf("discovery error still reported after success: %q", st.LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d discovery attempts status underlay = %+v, want gateway 192.0.2.1", calls.Load(), st.Underlay)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := calls.Load(); n < 3 {
+		t.Fatalf("discovery ran %d times, want >= 3 (two failures, then success)", n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tfsite/tfsite/agent"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/peering"
 )
 
 func init() {
@@ -234,7 +235,7 @@ Exit codes:
 }
 
 func newPeersCmd() *cobra.Command {
-	var socket string
+	var socket, format string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "peers",
@@ -243,16 +244,39 @@ func newPeersCmd() *cobra.Command {
 suspect, dead, left), gossip address, ASN and prefixes as the site published them,
 and whether it is a voter. Departed sites stay listed until released.
 
+--format bird|frr renders the same peering as BGP configuration for an upstream
+router (BIRD 2 or FRR): one session per allocated peer site at its address and
+ASN, importing only that site's pod prefix, exporting this site's pod prefix.
+It is the same as "tfsite peering --socket S --format F".
+
 Examples:
   tfsite peers
   tfsite peers --json | jq -r '.[] | select(.state=="dead") | .site'
+  tfsite peers --format bird > /etc/bird/bird.conf && birdc configure
 
 Exit codes:
   0  peers printed
   1  other error
-  3  the agent is not reachable on the socket`,
+  2  bad --format
+  3  the agent is not reachable on the socket
+  6  (--format) this site holds no allocation yet`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "" {
+				if asJSON {
+					return withCode(2, fmt.Errorf("--format and --json exclude each other"))
+				}
+				local, peers, err := peeringFromAgent(cmd, socket)
+				if err != nil {
+					return agentParamsCode(err)
+				}
+				conf, err := peering.Render(format, local, peers)
+				if err != nil {
+					return withCode(2, err)
+				}
+				_, err = cmd.OutOrStdout().Write(conf)
+				return err
+			}
 			peers, err := api.NewClient(socket).Peers(cmd.Context())
 			if err != nil {
 				return clientCode(err)
@@ -265,6 +289,7 @@ Exit codes:
 	}
 	cmd.Flags().StringVar(&socket, "socket", config.DefaultAPISocket, "agent API socket")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the peers as JSON")
+	cmd.Flags().StringVar(&format, "format", "", "render the peering as router configuration: bird or frr")
 	return cmd
 }
 

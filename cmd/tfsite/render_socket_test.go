@@ -106,3 +106,31 @@ func TestRenderFromSocketErrors(t *testing.T) {
 		}
 	}
 }
+
+// `tfsite peers --format` renders the same configuration as `tfsite peering --socket`.
+func TestPeersFormatMatchesPeering(t *testing.T) {
+	st := api.Status{Site: "alpha", Phase: api.PhaseAllocated, Gossip: "192.168.240.11:7946",
+		Allocation: testAllocation(64513, "10.32.8.0/21", "10.96.4.0/22", "10.64.4.0/22"),
+		Peers: []api.Peer{{Site: "beta", State: api.StateAlive, Address: "192.168.240.12:7946",
+			Allocation: testAllocation(64514, "10.32.16.0/21", "10.96.8.0/22", "10.64.8.0/22")}}}
+	sock := serveAgent(t, st)
+	for _, format := range []string{"bird", "frr"} {
+		viaPeers, err := runCmd(t, "peers", "--format", format, "--socket", sock)
+		if err != nil {
+			t.Fatalf("peers --format %s: %v", format, err)
+		}
+		viaPeering, err := runCmd(t, "peering", "--format", format, "--socket", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if viaPeers != viaPeering || !strings.Contains(viaPeers, "64514") {
+			t.Errorf("peers --format %s differs from peering or lacks the peer ASN:\n%s\n---\n%s", format, viaPeers, viaPeering)
+		}
+	}
+	if _, err := runCmd(t, "peers", "--format", "quagga", "--socket", sock); err == nil {
+		t.Error("peers --format quagga: want an error")
+	}
+	if _, err := runCmd(t, "peers", "--format", "bird", "--json", "--socket", sock); err == nil {
+		t.Error("peers --format with --json: want an error")
+	}
+}
