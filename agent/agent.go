@@ -27,6 +27,8 @@ import (
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/underlay"
 	"github.com/tfsite/tfsite/internal/version"
+	"github.com/tfsite/tfsite/recovery/netguard"
+	"github.com/tfsite/tfsite/recovery/oob"
 )
 
 // Option adjusts an Agent.
@@ -48,6 +50,12 @@ func WithDiscover(f func(context.Context, underlay.Options, *slog.Logger) (*unde
 	return func(a *Agent) { a.discover = f }
 }
 
+// WithNetGuard passes options to the netguard.Guard that reverts a network
+// change left pending by a crash (tests replace its kernel boundary).
+func WithNetGuard(opts ...netguard.Option) Option {
+	return func(a *Agent) { a.netOpts = slices.Clone(opts) }
+}
+
 // ReloadInterval is how often a waiting agent re-reads its sources.
 var ReloadInterval = 5 * time.Second
 
@@ -63,6 +71,7 @@ type Agent struct {
 	reload   func(context.Context) (config.Loaded, error)
 	discover func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error)
 	sources  []string
+	netOpts  []netguard.Option
 	metrics  *api.Metrics
 	server   *api.Server
 	metricLn net.Listener
@@ -156,6 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	a.recoverNetwork(cfg)
 	if !a.discoverUnderlay(ctx, cfg, &wg) {
 		return nil
 	}
@@ -227,9 +237,7 @@ func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config, wg *syn
 	opts := underlay.Default()
 	opts.Iface = cfg.Underlay.Interface
 	opts.Timeout = time.Duration(cfg.Underlay.Timeout)
-	if cfg.ManagementInterface != "" {
-		opts.Skip = []string{cfg.ManagementInterface}
-	}
+	opts.Skip = a.managementLinks(cfg)
 	if a.tryDiscover(ctx, opts) {
 		return true
 	}
@@ -242,6 +250,62 @@ func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config, wg *syn
 		return true
 	}
 	return a.retryDiscover(ctx, opts)
+}
+
+// NetStateDir and OOBStateDir are where `tfsite net` keeps its records
+// (netguard.DefaultStateDir and oob.DefaultStateDir under the default
+// state dir), relative to the agent's state dir.
+const (
+	NetStateDir = "net"
+	OOBStateDir = "oob"
+)
+
+// recoverNetwork reverts a guarded network change whose guarding process
+// died before confirming it (what `tfsite net recover` does), so discovery
+// never starts on a half-applied network. A revert is logged and kept in
+// status as the last error until something newer replaces it.
+func (a *Agent) recoverNetwork(cfg config.Config) {
+	gc := netguard.Default()
+	gc.StateDir = filepath.Join(cfg.StateDir, NetStateDir)
+	g, err := netguard.New(gc, a.log.With("component", "netguard"), a.netOpts...)
+	if err != nil {
+		a.setError(fmt.Errorf("network recovery: %w", err))
+		return
+	}
+	defer g.Close()
+	p, err := g.Recover()
+	switch {
+	case errors.Is(err, netguard.ErrNothingPending):
+	case errors.Is(err, netguard.ErrBusy):
+		a.log.Info("a guarded network change is in progress by another process; leaving it to that process", "dir", gc.StateDir)
+	case err != nil:
+		a.setError(fmt.Errorf("network recovery: %w; run `tfsite net show --state-dir %s`", err, gc.StateDir))
+	default:
+		a.setError(fmt.Errorf("network recovery: reverted change %s left pending by a process that died", p))
+	}
+}
+
+// managementLinks are the interfaces underlay discovery must not pick: the
+// configured management interface and the one `tfsite net oob-up` reserved.
+func (a *Agent) managementLinks(cfg config.Config) []string {
+	var skip []string
+	if cfg.ManagementInterface != "" {
+		skip = append(skip, cfg.ManagementInterface)
+	}
+	dir := filepath.Join(cfg.StateDir, OOBStateDir)
+	res, err := oob.Load(dir)
+	if err != nil {
+		a.setError(fmt.Errorf("reading the management reservation: %w", err))
+		return skip
+	}
+	if res != nil {
+		for _, l := range []string{res.Link, res.VRF} {
+			if l != "" && !slices.Contains(skip, l) {
+				skip = append(skip, l)
+			}
+		}
+	}
+	return skip
 }
 
 // retryDiscover retries discovery with backoff (1 s doubling to 30 s) until it

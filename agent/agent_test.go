@@ -10,18 +10,25 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/recovery/netguard"
+	"github.com/tfsite/tfsite/recovery/oob"
 )
 
 // lab is a set of in-process sites on loopback addresses 127.N.M.x, each
@@ -413,5 +420,197 @@ func TestDiscoveryRetriesInBackground(t *testing.T) {
 	}
 	if n := calls.Load(); n < 3 {
 		t.Fatalf("discovery ran %d times, want >= 3 (two failures, then success)", n)
+	}
+}
+
+// restoreKernel is netguard's kernel boundary recording restores: the
+// agent's part is calling recovery at start; netguard's own netns tests
+// cover restoring a real kernel.
+type restoreKernel struct {
+	mu       sync.Mutex
+	restored []netguard.State
+	removed  [][]string
+}
+
+func (k *restoreKernel) Snapshot() (*netguard.State, error) {
+	return nil, errors.New("restoreKernel: no snapshots at agent start")
+}
+
+func (k *restoreKernel) Apply(op netguard.Operation) error {
+	return errors.New("restoreKernel: no plan operations at agent start")
+}
+
+func (k *restoreKernel) Restore(s *netguard.State, removeLinks []string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.restored = append(k.restored, *s.Clone())
+	k.removed = append(k.removed, slices.Clone(removeLinks))
+	return nil
+}
+
+// blockingDiscover calls check with the options discovery got, then blocks
+// until release is closed, so a test can read status in the discovering phase.
+func blockingDiscover(check func(underlay.Options), reached chan<- struct{}, release <-chan struct{}) func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error) {
+	var once sync.Once
+	return func(ctx context.Context, opts underlay.Options, _ *slog.Logger) (*underlay.Result, error) {
+		once.Do(func() {
+			check(opts)
+			close(reached)
+		})
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &underlay.Result{Interface: "eth0", Address: "192.0.2.10/24", Gateway: "192.0.2.1", GatewaySource: "dhcp-option-3"}, nil
+	}
+}
+
+func waitReached(t *testing.T, reached <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-reached:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent did not reach underlay discovery within 15s")
+	}
+}
+
+func TestStartRevertsPendingNetworkChange(t *testing.T) {
+	l := newLab(t, "crashed")
+	cfg := l.config("crashed", 1)
+	cfg.Underlay.Disabled = false
+	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
+	store := netguard.Store{Dir: filepath.Join(cfg.StateDir, NetStateDir)}
+	if err := store.Init(); err != nil {
+		t.Fatal(err)
+	}
+	snap := netguard.State{
+		Links:     []netguard.Link{{Name: "eth0", Up: true, MTU: 1500}},
+		Addresses: []netguard.Address{{Address: netip.MustParsePrefix("192.0.2.10/24"), LinkName: "eth0", Family: nethelpers.FamilyInet4}},
+	}
+	now := time.Now()
+	pending := &netguard.Pending{
+		Version: 1, ID: "crash-1", Kind: "guard", Description: "vrouter bring-up",
+		PID: 1 << 30, Started: now.Add(-time.Minute), Deadline: now.Add(-50 * time.Second),
+		Snapshot: snap, RemoveLinks: []string{"vhost0"},
+	}
+	if err := store.WritePending(pending); err != nil {
+		t.Fatal(err)
+	}
+	k := &restoreKernel{}
+	reached, release := make(chan struct{}), make(chan struct{})
+	var pendingAtDiscovery error
+	check := func(underlay.Options) { _, pendingAtDiscovery = store.Pending() }
+	s := l.startConfig(cfg, WithDiscover(blockingDiscover(check, reached, release)), WithNetGuard(netguard.WithKernel(k)))
+	waitReached(t, reached)
+	defer close(release)
+
+	if !errors.Is(pendingAtDiscovery, netguard.ErrNothingPending) {
+		t.Errorf("at discovery the pending record was still there (Pending() err = %v), want it reverted before discovery", pendingAtDiscovery)
+	}
+	k.mu.Lock()
+	restored, removed := slices.Clone(k.restored), slices.Clone(k.removed)
+	k.mu.Unlock()
+	if len(restored) != 1 {
+		t.Fatalf("kernel restored %d times, want 1", len(restored))
+	}
+	if d := restored[0].Diff(&snap); len(d) != 0 {
+		t.Errorf("restored state differs from the recorded snapshot: %v", d)
+	}
+	if !slices.Equal(removed[0], []string{"vhost0"}) {
+		t.Errorf("restore removed links %v, want [vhost0]", removed[0])
+	}
+	events, err := store.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(events); n == 0 || events[n-1].ID != "crash-1" || events[n-1].Event != netguard.EventReverted {
+		t.Errorf("journal = %+v, want a last %q event for crash-1", events, netguard.EventReverted)
+	}
+	st := s.agent.Status(context.Background())
+	if !strings.Contains(st.LastError, "reverted change crash-1") {
+		t.Errorf("status last error = %q, want it to report the reverted change crash-1", st.LastError)
+	}
+}
+
+func TestStartWithNothingPendingLeavesKernelAlone(t *testing.T) {
+	l := newLab(t, "clean")
+	cfg := l.config("clean", 1)
+	cfg.Underlay.Disabled = false
+	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
+	k := &restoreKernel{}
+	reached, release := make(chan struct{}), make(chan struct{})
+	s := l.startConfig(cfg, WithDiscover(blockingDiscover(func(underlay.Options) {}, reached, release)), WithNetGuard(netguard.WithKernel(k)))
+	waitReached(t, reached)
+	defer close(release)
+	k.mu.Lock()
+	n := len(k.restored)
+	k.mu.Unlock()
+	if n != 0 {
+		t.Errorf("kernel restored %d times with nothing pending, want 0", n)
+	}
+	if st := s.agent.Status(context.Background()); st.LastError != "" {
+		t.Errorf("status last error = %q with nothing pending, want none", st.LastError)
+	}
+}
+
+func TestDiscoverySkipsReservedManagementLinks(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		write   func(dir string) error
+		want    []string
+		wantErr string
+	}{
+		{
+			name: "reserved vrf",
+			write: func(dir string) error {
+				return oob.Save(dir, &oob.Reservation{Link: "mgmt0", Address: netip.MustParsePrefix("192.168.100.10/24"), Table: 200, Priority: 1000, Mode: oob.ModeVRF, VRF: "mgmt"})
+			},
+			want: []string{"eth9", "mgmt0", "mgmt"},
+		},
+		{
+			name: "reserved rule on the configured interface",
+			write: func(dir string) error {
+				return oob.Save(dir, &oob.Reservation{Link: "eth9", Address: netip.MustParsePrefix("192.168.100.10/24"), Table: 200, Priority: 1000, Mode: oob.ModeRule})
+			},
+			want: []string{"eth9"},
+		},
+		{name: "none", want: []string{"eth9"}},
+		{
+			name: "corrupt",
+			write: func(dir string) error {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return err
+				}
+				return os.WriteFile(filepath.Join(dir, "reservation.json"), []byte("{not json"), 0o644)
+			},
+			want:    []string{"eth9"},
+			wantErr: "management reservation",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, "mgmt")
+			cfg := l.config("mgmt", 1)
+			cfg.Underlay.Disabled = false
+			cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
+			cfg.ManagementInterface = "eth9"
+			if tc.write != nil {
+				if err := tc.write(filepath.Join(cfg.StateDir, OOBStateDir)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var skip []string
+			reached, release := make(chan struct{}), make(chan struct{})
+			s := l.startConfig(cfg, WithDiscover(blockingDiscover(func(o underlay.Options) { skip = o.Skip }, reached, release)))
+			waitReached(t, reached)
+			defer close(release)
+			if !slices.Equal(skip, tc.want) {
+				t.Errorf("discovery Options.Skip = %v, want %v", skip, tc.want)
+			}
+			st := s.agent.Status(context.Background())
+			if tc.wantErr == "" && st.LastError != "" || !strings.Contains(st.LastError, tc.wantErr) {
+				t.Errorf("status last error = %q, want %q", st.LastError, tc.wantErr)
+			}
+		})
 	}
 }
