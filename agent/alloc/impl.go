@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/tfsite/tfsite/internal/notify"
 )
 
 // verifyInterval: how often an allocated site re-asserts its allocation, so
@@ -50,7 +52,7 @@ type allocator struct {
 	phase      string
 	lastErr    string
 	leaderHint string
-	subs       []chan struct{}
+	changes    notify.Hub
 	allocated  chan struct{} // closed once rec is set
 
 	closeOnce sync.Once
@@ -801,30 +803,9 @@ func (a *allocator) status() Status {
 	return s
 }
 
-func (a *allocator) subscribe() <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	select {
-	case <-a.done:
-		close(ch)
-		return ch
-	default:
-	}
-	a.subs = append(a.subs, ch)
-	return ch
-}
+func (a *allocator) subscribe() <-chan struct{} { return a.changes.Subscribe() }
 
-func (a *allocator) notify() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, ch := range a.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (a *allocator) notify() { a.changes.Notify() }
 
 func (a *allocator) close() error {
 	a.closeOnce.Do(func() {
@@ -833,12 +814,7 @@ func (a *allocator) close() error {
 		a.mu.Unlock()
 		a.closeErr = a.closeRaft()
 		a.wg.Wait()
-		a.mu.Lock()
-		for _, ch := range a.subs {
-			close(ch)
-		}
-		a.subs = nil
-		a.mu.Unlock()
+		a.changes.Close()
 	})
 	return a.closeErr
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/internal/notify"
 )
 
 // State of a member as seen locally.
@@ -68,7 +69,7 @@ type Membership struct {
 	conflicts map[string]string           // site → description of the conflict
 	suspect   map[string]time.Time        // site → when our probe of it failed
 	probe     time.Duration               // memberlist probe interval
-	subs      []chan struct{}
+	changes   notify.Hub                  // wakes Subscribe()rs
 	closed    bool
 
 	closeOnce sync.Once
@@ -401,28 +402,9 @@ func (m *Membership) Meta() Meta {
 
 // Subscribe returns a channel that receives (coalesced) on every membership
 // change: join, leave, metadata update, conflict. Closed on Close.
-func (m *Membership) Subscribe() <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		close(ch)
-		return ch
-	}
-	m.subs = append(m.subs, ch)
-	return ch
-}
+func (m *Membership) Subscribe() <-chan struct{} { return m.changes.Subscribe() }
 
-func (m *Membership) notify() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, ch := range m.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (m *Membership) notify() { m.changes.Notify() }
 
 // HealthScore is memberlist's awareness score (0 is healthy).
 func (m *Membership) HealthScore() int { return m.ml.GetHealthScore() }
@@ -451,11 +433,8 @@ func (m *Membership) Close() error {
 		err = m.ml.Shutdown()
 		m.mu.Lock()
 		m.closed = true
-		for _, ch := range m.subs {
-			close(ch)
-		}
-		m.subs = nil
 		m.mu.Unlock()
+		m.changes.Close()
 	})
 	return err
 }

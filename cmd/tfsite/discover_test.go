@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,10 +82,7 @@ func TestDiscoverExitCodeMapping(t *testing.T) {
 // failure's exit code and one-line stderr.
 func TestDiscoverBinary(t *testing.T) {
 	testrig.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "tfsite")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testrig.TfsiteBinary(t)
 	cli := testrig.NewNetns(t, "bcli")
 	srv := testrig.NewNetns(t, "bsrv")
 	bad := testrig.NewNetns(t, "bbad")

@@ -2,9 +2,18 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/internal/testrig"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testrig.RemoveBinaries() // built by testrig.TfsiteBinary for the tests that run the real binary
+	os.Exit(code)
+}
 
 func TestVersionCommand(t *testing.T) {
 	root := newRootCmd()

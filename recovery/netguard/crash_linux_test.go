@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,38 +15,9 @@ import (
 	"github.com/tfsite/tfsite/recovery/oob"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	buildDir  string
-)
-
-// tfsiteBinary builds cmd/tfsite once per test process.
-func tfsiteBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "tfsite-netguard-bin-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(buildDir, "tfsite")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tfsite/tfsite/cmd/tfsite").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building tfsite: %v", buildErr)
-	}
-	return binPath
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testrig.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -82,7 +52,7 @@ func (c cli) run(args ...string) (string, int) {
 
 func newCLI(t testing.TB, ns *testrig.Netns) cli {
 	dir := t.TempDir()
-	return cli{t: t, bin: tfsiteBinary(t), state: filepath.Join(dir, "net"), oobDir: filepath.Join(dir, "oob"), ns: ns}
+	return cli{t: t, bin: testrig.TfsiteBinary(t), state: filepath.Join(dir, "net"), oobDir: filepath.Join(dir, "oob"), ns: ns}
 }
 
 // TestCrashDuringTryIsRecovered kills `tfsite net try` with SIGKILL in its
