@@ -137,10 +137,9 @@ func (a *Agent) MetricsAddr() net.Addr {
 // the agent cannot continue (e.g. the gossip port is taken).
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
+	defer cancel() // runs first: stops everything wg waits for
 	wg.Go(func() {
 		if err := a.server.Run(ctx); err != nil {
 			a.log.Error("API server stopped", "err", err)

@@ -26,9 +26,7 @@ var (
 	reGateway      = regexp.MustCompile(`tfsite-discover: gateway=10\.0\.2\.2 source=(\S+)[^\r\n]*by=(\S+)[ \r\n]`)
 	reGatewayOther = regexp.MustCompile(`tfsite-discover: gateway=(\S+)[ \r\n]`)
 	reAgentReady   = regexp.MustCompile(`tfsite-agent: ready \(READY=1\)[^\r\n]*[\r\n]|Started [^\r\n]*(tfsite-agent\.service|tfsite node agent)`)
-	reAgentSkipped = regexp.MustCompile(`tfsite-agent\.service[^\r\n]*(skipped|Condition)`)
 	reAgentFailed  = regexp.MustCompile(`Failed to start [^\r\n]*(tfsite-agent|tfsite node agent)|tfsite-agent\.service: (Main process exited|Failed|Watchdog)`)
-	reLogin        = regexp.MustCompile(`login: `)
 	reAnsi         = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 )
 
@@ -150,10 +148,14 @@ func TestBootImage(t *testing.T) {
 	if _, err := os.Stat(staged); err != nil {
 		t.Fatalf("the binary staged into the image (%s) is missing: run make image", staged)
 	}
-	haveAgent := hasSubcommand(staged, "agent")
-	haveConsole := hasSubcommand(staged, "console")
-	haveDiscover := hasSubcommand(staged, "discover")
-	t.Logf("image ships: agent=%v discover=%v console=%v", haveAgent, haveDiscover, haveConsole)
+	// The image's units run a tfsite subcommand only when the binary has it
+	// (has-subcommand); the binary has all three, so a missing one here is a
+	// regression that would otherwise boot "fine" with units skipped.
+	for _, sub := range []string{"agent", "console", "discover"} {
+		if !hasSubcommand(staged, sub) {
+			t.Fatalf("the staged binary %s has no `tfsite %s` (or has-subcommand no longer recognises it)", staged, sub)
+		}
+	}
 
 	mode := os.Getenv("TFSITE_BOOT_MODE")
 	if mode == "" {
@@ -253,47 +255,32 @@ func TestBootImage(t *testing.T) {
 	}
 	gatewayAt := con.since()
 	t.Logf("gateway 10.0.2.2 (source %s, by %s) at %s", m[1], m[2], gatewayAt)
-	if haveDiscover && m[2] != "tfsite-discover" {
+	if m[2] != "tfsite-discover" {
 		fail("the image has tfsite discover but the gateway came from %s", m[2])
 	}
 
 	// 2. the agent
-	readyAt := gatewayAt
-	if haveAgent {
-		either := regexp.MustCompile(reAgentReady.String() + "|" + reAgentFailed.String())
-		m, _, err = con.wait(ctx, either, 0)
-		if err != nil {
-			fail("agent never reported ready: %v", err)
-		}
-		if !reAgentReady.MatchString(m[0]) {
-			fail("agent failed: %q", m[0])
-		}
-		readyAt = con.since()
-		t.Logf("agent ready (Type=notify READY=1) at %s: %s", readyAt, strings.TrimSpace(m[0]))
-	} else {
-		if _, _, err := con.wait(ctx, reAgentSkipped, 0); err != nil {
-			fail("the image has no tfsite agent, yet its unit was not skipped: %v", err)
-		}
-		t.Logf("STATE: this build has no `tfsite agent`: tfsite-agent.service skipped by its ExecCondition; only discovery was asserted")
+	either := regexp.MustCompile(reAgentReady.String() + "|" + reAgentFailed.String())
+	m, _, err = con.wait(ctx, either, 0)
+	if err != nil {
+		fail("agent never reported ready: %v", err)
 	}
+	if !reAgentReady.MatchString(m[0]) {
+		fail("agent failed: %q", m[0])
+	}
+	readyAt := con.since()
+	t.Logf("agent ready (Type=notify READY=1) at %s: %s", readyAt, strings.TrimSpace(m[0]))
 
 	// 3. the console on ttyS0 answers a keypress
 	from := con.len()
 	if _, err := io.WriteString(stdin, "\r"); err != nil {
 		fail("writing to the serial console: %v", err)
 	}
-	if haveConsole {
-		re := regexp.MustCompile(envOr("TFSITE_CONSOLE_EXPECT", `tfsite recovery console`))
-		if _, _, err := con.wait(ctx, re, from); err != nil {
-			fail("the recovery console did not answer on ttyS0: %v", err)
-		}
-		t.Logf("recovery console answered on ttyS0 at %s", con.since())
-	} else {
-		if _, _, err := con.wait(ctx, reLogin, from); err != nil {
-			fail("the ttyS0 console (login fallback) did not answer: %v", err)
-		}
-		t.Logf("STATE: this build has no `tfsite console`: ttyS0 answered with the fallback login prompt at %s", con.since())
+	re := regexp.MustCompile(envOr("TFSITE_CONSOLE_EXPECT", `tfsite recovery console`))
+	if _, _, err := con.wait(ctx, re, from); err != nil {
+		fail("the recovery console did not answer on ttyS0: %v", err)
 	}
+	t.Logf("recovery console answered on ttyS0 at %s", con.since())
 	t.Logf("BOOT mode=%s gateway=%s ready=%s console=%s", mode, gatewayAt, readyAt, con.since())
 }
 

@@ -41,10 +41,7 @@ type Status struct {
 // runs a raft member of the allocation state machine and serves allocation
 // RPC for other sites.
 type Allocator struct {
-	cfg     Config
-	members MemberSource
-	log     *slog.Logger
-	impl    *allocator
+	impl *allocator
 }
 
 // New opens the state dir (node identity, local record and, on voters, the
@@ -94,7 +91,7 @@ func (a *Allocator) Phase() string { return a.impl.status().Phase }
 func (a *Allocator) Endpoint() netip.AddrPort { return a.impl.endpoint() }
 
 // VoterHash is Config.VoterSetHash, to advertise in gossip metadata.
-func (a *Allocator) VoterHash() string { return a.cfg.VoterSetHash() }
+func (a *Allocator) VoterHash() string { return a.impl.hash }
 
 // Subscribe returns a channel that receives (coalesced) whenever Status
 // changes, e.g. to republish gossip metadata. Closed on Close.

@@ -100,11 +100,11 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 	if a.owner, err = loadOrCreateOwner(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if b, err := os.ReadFile(filepath.Join(cfg.StateDir, recordFile)); err == nil {
-		r, err := decodeRecord(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w (it is this site's durable allocation: repair it, never delete it while the site is in use)", filepath.Join(cfg.StateDir, recordFile), err)
-		}
+	r, found, err := readRecord(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w (it is this site's durable allocation: repair it, never delete it while the site is in use)", err)
+	}
+	if found {
 		if r.Alloc.Site != cfg.Site {
 			return nil, fmt.Errorf("state dir %s holds the allocation of site %q but this agent is configured as site %q: fix the site name or use another state dir", cfg.StateDir, r.Alloc.Site, cfg.Site)
 		}
@@ -114,8 +114,6 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 		al := r.Alloc
 		a.rec = &al
 		close(a.allocated)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading allocation record: %w", err)
 	}
 	if a.voter {
 		if err := a.openRaft(); err != nil {
@@ -123,7 +121,7 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 			return nil, err
 		}
 	}
-	return &Allocator{cfg: cfg, members: members, log: log, impl: a}, nil
+	return &Allocator{impl: a}, nil
 }
 
 // openRaft starts the endpoint listener and the raft member.
@@ -221,9 +219,6 @@ func (a *allocator) checkRaftVoters() error {
 type addrProvider struct{ a *allocator }
 
 func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if string(id) == p.a.cfg.Site {
-		return raft.ServerAddress(p.a.adv.String()), nil
-	}
 	if ep, ok := p.a.voterEndpoint(string(id)); ok {
 		return raft.ServerAddress(ep.String()), nil
 	}

@@ -51,18 +51,25 @@ func decodeRecord(b []byte) (localRecord, error) {
 // ReadRecord returns the allocation recorded in stateDir, if any. Tests and
 // tools (chaos checks, status of a stopped agent) use it.
 func ReadRecord(stateDir string) (Allocation, bool, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, recordFile))
+	r, found, err := readRecord(stateDir)
+	return r.Alloc, found, err
+}
+
+// readRecord reads and decodes stateDir's local record; found is false when
+// there is none.
+func readRecord(stateDir string) (r localRecord, found bool, err error) {
+	path := filepath.Join(stateDir, recordFile)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Allocation{}, false, nil
+		return localRecord{}, false, nil
 	}
 	if err != nil {
-		return Allocation{}, false, fmt.Errorf("reading allocation record: %w", err)
+		return localRecord{}, false, fmt.Errorf("reading allocation record: %w", err)
 	}
-	r, err := decodeRecord(b)
-	if err != nil {
-		return Allocation{}, false, fmt.Errorf("%s: %w", filepath.Join(stateDir, recordFile), err)
+	if r, err = decodeRecord(b); err != nil {
+		return localRecord{}, false, fmt.Errorf("%s: %w", path, err)
 	}
-	return r.Alloc, true, nil
+	return r, true, nil
 }
 
 func writeRecord(stateDir string, r localRecord) error {

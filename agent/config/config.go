@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/underlay"
 )
 
@@ -24,7 +25,7 @@ const (
 	DefaultStateDir       = "/var/lib/tfsite"
 	DefaultAPISocket      = "/run/tfsite/api.sock"
 	DefaultMetricsAddress = "127.0.0.1:9465"
-	DefaultGossipPort     = 7946
+	DefaultGossipPort     = membership.DefaultPort
 )
 
 // Config is everything the agent needs to run. Its YAML form is documented
@@ -276,23 +277,13 @@ func (c Config) Validate() error {
 }
 
 // SeedAddress returns host:port for a seed given as host or host:port; the
-// port defaults to 7946.
+// port defaults to 7946. It parses exactly as membership does.
 func SeedAddress(s string) (string, error) {
-	if s == "" {
-		return "", errors.New("empty seed; use host or host:port")
-	}
-	host, port, err := net.SplitHostPort(s)
+	host, port, err := membership.ParseSeed(s)
 	if err != nil {
-		// No port: a bare host or IPv6 address.
-		host, port = strings.Trim(s, "[]"), strconv.Itoa(DefaultGossipPort)
+		return "", err
 	}
-	if host == "" || strings.ContainsAny(host, " /\t,") {
-		return "", fmt.Errorf("%q is not host[:port]; use e.g. 10.0.0.2 or 10.0.0.2:7946", s)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("%q has port %q out of range; use 1-65535", s, port)
-	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // GossipKey returns the decoded gossip encryption key, or nil when none is

@@ -31,7 +31,10 @@ func TestChaos(t *testing.T) {
 	}
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("TFSITE_CHAOS_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("TFSITE_CHAOS_SEED=%q: want the unsigned number a failed run printed", v)
+		}
 	}
 	t.Logf("chaos: %d rounds, up to %d sites, TFSITE_CHAOS_SEED=%d", rounds, maxSites, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -210,19 +209,6 @@ func ParseSiteParams(data []byte) (SiteParams, error) {
 	p = p.WithDefaults()
 	if err := p.Validate(); err != nil {
 		return SiteParams{}, fmt.Errorf("invalid site parameters: %w", err)
-	}
-	return p, nil
-}
-
-// LoadSiteParams reads and parses a site parameters file.
-func LoadSiteParams(path string) (SiteParams, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return SiteParams{}, fmt.Errorf("reading site parameters: %w", err)
-	}
-	p, err := ParseSiteParams(data)
-	if err != nil {
-		return SiteParams{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -76,7 +77,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, s := range c.Seeds {
-		if _, _, err := splitSeed(s); err != nil {
+		if _, _, err := ParseSeed(s); err != nil {
 			add("seeds[%d]: %v", i, err)
 		}
 	}
@@ -96,31 +97,24 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// splitSeed parses "host:port" or "host" (default port).
-func splitSeed(s string) (string, int, error) {
+// ParseSeed parses a seed given as "host", "host:port", "[v6]" or
+// "[v6]:port"; the port defaults to DefaultPort. The agent's config
+// validation uses it too, so both accept exactly the same seeds.
+func ParseSeed(s string) (string, int, error) {
 	if s == "" {
-		return "", 0, errors.New("empty seed address")
+		return "", 0, errors.New("empty seed; use host or host:port")
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		// No port: the whole thing is the host.
-		if _, err2 := netip.ParseAddr(s); err2 == nil || !containsColon(s) {
-			return s, DefaultPort, nil
-		}
-		return "", 0, fmt.Errorf("seed %q: want host:port or host", s)
+		// No port: a bare host or IPv6 address.
+		host, port = strings.Trim(s, "[]"), strconv.Itoa(DefaultPort)
+	}
+	if host == "" || strings.ContainsAny(host, " /\t,") {
+		return "", 0, fmt.Errorf("%q is not host[:port]; use e.g. 10.0.0.2 or 10.0.0.2:%d", s, DefaultPort)
 	}
 	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p > 65535 || host == "" {
-		return "", 0, fmt.Errorf("seed %q: bad host or port", s)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%q has port %q out of range; use 1-65535", s, port)
 	}
 	return host, p, nil
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
 }

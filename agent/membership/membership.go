@@ -66,6 +66,7 @@ type Membership struct {
 	mu        sync.Mutex
 	meta      []byte
 	known     map[string]*memberlist.Node // every node ever seen (copies), by name
+	decoded   map[string]decodedMeta      // known[name].Meta, decoded once when it changes
 	conflicts map[string]string           // site → description of the conflict
 	suspect   map[string]time.Time        // site → when our probe of it failed
 	probe     time.Duration               // memberlist probe interval
@@ -96,6 +97,7 @@ func New(cfg Config, log *slog.Logger) (*Membership, error) {
 	m := &Membership{
 		cfg: cfg, log: log, meta: meta,
 		known:     map[string]*memberlist.Node{},
+		decoded:   map[string]decodedMeta{},
 		conflicts: map[string]string{},
 		suspect:   map[string]time.Time{},
 		done:      make(chan struct{}),
@@ -221,7 +223,7 @@ func (m *Membership) seedAddrs() []string {
 	self := m.LocalAddr().String()
 	var out []string
 	for _, s := range m.cfg.Seeds {
-		h, p, err := splitSeed(s)
+		h, p, err := ParseSeed(s)
 		if err != nil {
 			continue
 		}
@@ -249,7 +251,7 @@ func (m *Membership) rejoin(all bool) bool {
 		case alive[name]:
 			aliveAddr[n.Address()] = true
 		default:
-			if meta, err := DecodeMeta(n.Meta); err == nil && meta.Leaving {
+			if d := m.decoded[name]; d.err == nil && d.meta.Leaving {
 				continue // left on purpose; it rejoins by itself when back
 			}
 			cand = append(cand, n.Address())
@@ -285,22 +287,37 @@ func (m *Membership) rejoin(all bool) bool {
 // Sites that died or left stay listed (state dead/left).
 func (m *Membership) Members() []Member {
 	live := m.liveNames()
-	m.mu.Lock()
-	nodes := make(map[string]*memberlist.Node, len(m.known)+1)
-	for name, n := range m.known {
-		nodes[name] = n
+	type entry struct {
+		node    *memberlist.Node
+		decoded decodedMeta
+		since   time.Time
+		susp    bool
 	}
-	nodes[m.cfg.Site] = &memberlist.Node{Name: m.cfg.Site, Addr: m.local.Addr().AsSlice(), Port: m.local.Port(), Meta: m.meta}
+	// One lock, no decoding: metadata is decoded once when it changes
+	// (remember), not on every call — raft asks for voter addresses through
+	// here on every message it sends.
+	m.mu.Lock()
+	entries := make([]entry, 0, len(m.known)+1)
+	for name, n := range m.known {
+		since, susp := m.suspect[name]
+		entries = append(entries, entry{n, m.decoded[name], since, susp})
+	}
+	self := &memberlist.Node{Name: m.cfg.Site, Addr: m.local.Addr().AsSlice(), Port: m.local.Port(), Meta: m.meta}
+	localMeta := m.meta
 	m.mu.Unlock()
-	out := make([]Member, 0, len(nodes))
-	for _, n := range nodes {
-		mem := Member{Site: n.Name, Local: n.Name == m.cfg.Site}
+	meta, err := DecodeMeta(localMeta)
+	entries = append(entries, entry{node: self, decoded: decodedMeta{meta, err}})
+	out := make([]Member, 0, len(entries))
+	for _, e := range entries {
+		n := e.node
+		if n.Name == m.cfg.Site && n != self {
+			continue // our own node as gossip reported it; self is current
+		}
+		mem := Member{Site: n.Name, Local: n == self}
 		a, _ := netip.AddrFromSlice(n.Addr)
 		mem.Addr = netip.AddrPortFrom(a.Unmap(), n.Port)
-		meta, err := DecodeMeta(n.Meta)
-		m.mu.Lock()
-		since, susp := m.suspect[n.Name]
-		m.mu.Unlock()
+		meta, err := e.decoded.meta, e.decoded.err
+		since, susp := e.since, e.susp
 		switch {
 		case mem.Local:
 			mem.State = StateAlive
@@ -324,6 +341,12 @@ func (m *Membership) Members() []Member {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Site < out[j].Site })
 	return out
+}
+
+// decodedMeta is a node's metadata decoded once, with its decoding error.
+type decodedMeta struct {
+	meta Meta
+	err  error
 }
 
 // liveNames is the set of members memberlist considers alive or suspect.
@@ -460,6 +483,8 @@ func (d *delegate) remember(n *memberlist.Node) {
 	c.Meta = append([]byte(nil), n.Meta...)
 	d.m.mu.Lock()
 	d.m.known[n.Name] = &c
+	meta, err := DecodeMeta(c.Meta)
+	d.m.decoded[n.Name] = decodedMeta{meta, err}
 	delete(d.m.suspect, n.Name)
 	d.m.mu.Unlock()
 	d.m.notify()

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Peer is another site's BGP speaker.
@@ -39,12 +40,13 @@ type Local struct {
 	InstallRoutes bool
 }
 
-var labelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+// Compiled on first use, not at every tfsite start.
+var labelRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
 
 // Validate reports every problem at once.
 func Validate(l Local, peers []Peer) error {
 	var errs []error
-	if !labelRe.MatchString(l.Site) {
+	if !labelRe().MatchString(l.Site) {
 		errs = append(errs, fmt.Errorf("local site %q: must be a DNS label", l.Site))
 	}
 	if l.ASN == 0 {
@@ -66,7 +68,7 @@ func Validate(l Local, peers []Peer) error {
 	}
 	seen := map[string]bool{}
 	for _, p := range peers {
-		if !labelRe.MatchString(p.Name) || p.Name == l.Site {
+		if !labelRe().MatchString(p.Name) || p.Name == l.Site {
 			errs = append(errs, fmt.Errorf("peer %q: must be a DNS label other than the local site", p.Name))
 		}
 		if seen[p.Name] || seen[p.Address.String()] {

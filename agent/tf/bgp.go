@@ -116,7 +116,8 @@ type Peer struct {
 	RouterID netip.Addr
 }
 
-var siteRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+// Compiled on first use, not at every tfsite start.
+var siteRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
 
 // PeeringConfig configures the reconciler.
 type PeeringConfig struct {
@@ -285,12 +286,12 @@ func sameParams(a, b BGPRouterParams) bool {
 		a.AdminDown == b.AdminDown && slices.Equal(a.AddressFamilies.Family, b.AddressFamilies.Family)
 }
 
-func checkPeers(peers []Peer, local uint32) error {
+func checkPeers(peers []Peer) error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, pr := range peers {
 		switch {
-		case !siteRe.MatchString(pr.Site) || len(PeerName(pr.Site)) > 63:
+		case !siteRe().MatchString(pr.Site) || len(PeerName(pr.Site)) > 63:
 			errs = append(errs, fmt.Errorf("peer site %q: must be a DNS label", pr.Site))
 		case seen[pr.Site]:
 			errs = append(errs, fmt.Errorf("peer site %q listed twice", pr.Site))
@@ -306,7 +307,7 @@ func checkPeers(peers []Peer, local uint32) error {
 			errs = append(errs, fmt.Errorf("peer %s: ASN missing", pr.Site))
 		}
 	}
-	_ = local // peers may share the local ASN (iBGP between sites) — allowed.
+	// Peers may share the local ASN (iBGP between sites): allowed, not checked.
 	return errors.Join(errs...)
 }
 
@@ -316,7 +317,7 @@ func checkPeers(peers []Peer, local uint32) error {
 // peers writes nothing.
 func (p *Peering) Reconcile(ctx context.Context, peers []Peer) (Changes, error) {
 	var ch Changes
-	if err := checkPeers(peers, p.cfg.ASN); err != nil {
+	if err := checkPeers(peers); err != nil {
 		return ch, fmt.Errorf("desired peers: %w", err)
 	}
 	if err := p.reconcileASN(ctx, &ch); err != nil {

@@ -30,10 +30,13 @@ func WriteBundle(dir string, p kube.SiteParams) ([]string, error) {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
 	var written []string
-	for name, data := range map[string][]byte{KubeadmFile: kubeadm, ManifestFile: manifest} {
-		path := filepath.Join(dir, name)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{KubeadmFile, kubeadm}, {ManifestFile, manifest}} { // fixed order: callers print the paths
+		path := filepath.Join(dir, f.name)
 		// kubeadm.yaml may hold the bootstrap token: owner-only.
-		if err := atomicfile.Write(path, data, 0o600); err != nil {
+		if err := atomicfile.Write(path, f.data, 0o600); err != nil {
 			return written, err
 		}
 		written = append(written, path)
