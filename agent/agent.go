@@ -23,6 +23,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/underlay"
@@ -84,6 +85,9 @@ type Agent struct {
 	under   *underlay.Result
 	members *membership.Membership
 	alloc   *alloc.Allocator
+	bring   *bringup.BringUp // nil when bring-up is off
+
+	bringUpGuard func(*netguard.Guard) bringup.Guard
 
 	lastLoop  atomic.Int64 // unix nanos of the reconcile loop's last pass
 	closeOnce sync.Once
@@ -178,6 +182,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	wg.Go(func() { errc <- members.Run(ctx) })
 	wg.Go(func() { errc <- allocator.Run(ctx) })
+	a.startBringUp(ctx, cfg, &wg)
 	return a.reconcile(ctx, cfg, errc)
 }
 
@@ -428,6 +433,41 @@ func (a *Agent) startCore(cfg config.Config) error {
 	return nil
 }
 
+// startBringUp runs bring-up (when configured) on wg, woken by allocation
+// and membership changes. Its failures are reported in status, never fatal:
+// allocation and gossip keep serving the other sites.
+func (a *Agent) startBringUp(ctx context.Context, cfg config.Config, wg *sync.WaitGroup) {
+	b, err := a.newBringUp(cfg)
+	if err != nil {
+		a.setError(err)
+		return
+	}
+	if b == nil {
+		return
+	}
+	a.mu.Lock()
+	a.bring = b
+	members, allocator := a.members, a.alloc
+	a.mu.Unlock()
+	wg.Go(func() {
+		if err := b.Run(ctx); err != nil {
+			a.setError(fmt.Errorf("bring-up: %w", err))
+		}
+	})
+	wg.Go(func() {
+		memberEv, allocEv := members.Subscribe(), allocator.Subscribe()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-memberEv:
+			case <-allocEv:
+			}
+			b.Wake()
+		}
+	})
+}
+
 // reconcile is the level-triggered loop: on any change (or every few
 // seconds) it re-reads the allocator and membership, publishes the
 // allocation and endpoints into gossip metadata, and updates metrics and
@@ -531,12 +571,12 @@ func (a *Agent) setError(err error) {
 func (a *Agent) Status(ctx context.Context) api.Status {
 	a.mu.Lock()
 	cfg, phase, lastErr, under, members, allocator := a.cfg, a.phase, a.lastErr, a.under, a.members, a.alloc
-	sources := a.sources
+	sources, bring := a.sources, a.bring
 	a.mu.Unlock()
 	st := api.Status{
 		Site: cfg.Site, Phase: phase, Version: version.Version, LastError: lastErr,
 		Voters: cfg.Voters, Voter: slices.Contains(cfg.Voters, cfg.Site), ConfigSources: sources,
-		Peers: []api.Peer{},
+		Peers: []api.Peer{}, BringUp: bringUpStatus(bring),
 	}
 	switch {
 	case under != nil:
@@ -640,9 +680,12 @@ func (a *Agent) Close() error {
 			a.metricLn.Close()
 		}
 		a.mu.Lock()
-		members, allocator := a.members, a.alloc
+		members, allocator, bring := a.members, a.alloc, a.bring
 		a.phase = api.PhaseStopped
 		a.mu.Unlock()
+		if bring != nil {
+			bring.Close()
+		}
 		if allocator != nil {
 			allocator.Close()
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecodeRejectsNonAgentAnswers(t *testing.T) {
@@ -70,6 +71,16 @@ func TestWriteStatus(t *testing.T) {
 	for _, want := range []string{"site", "site-a", "asn", "64513", "10.32.8.0/21", "eth0 192.0.2.10/24 gateway 192.0.2.1", "raft leader", "peers (2):", "site-b", "64514", "site-c", "dead"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	st := sampleStatus()
+	st.BringUp = &BringUp{Phase: "vrouter-reverted", Error: "delete marker to retry", PeersConfigured: 2,
+		Vrouter: &VrouterOutcome{Reason: "gateway lost", Ended: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}}
+	_ = WriteStatus(&b, st)
+	for _, want := range []string{"bring-up", "vrouter-reverted: delete marker to retry", "REVERTED: gateway lost (2026-11-25T10:00:00Z)", "2 configured"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, b.String())
 		}
 	}
 	b.Reset()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // WriteStatus renders st for people: a key/value block, then the peers table.
@@ -46,6 +47,21 @@ func WriteStatus(w io.Writer, st Status) error {
 	kv("voter", "%s (voters: %s)", role, strings.Join(st.Voters, ", "))
 	if st.Leader != "" {
 		kv("leader", "%s", st.Leader)
+	}
+	if b := st.BringUp; b != nil {
+		line := b.Phase
+		if b.Error != "" {
+			line += ": " + b.Error
+		}
+		kv("bring-up", "%s", line)
+		if v := b.Vrouter; v != nil {
+			outcome := "confirmed"
+			if !v.Confirmed {
+				outcome = "REVERTED: " + v.Reason
+			}
+			kv("vrouter", "%s (%s)", outcome, v.Ended.Format(time.RFC3339))
+		}
+		kv("tf peers", "%d configured", b.PeersConfigured)
 	}
 	if st.LastError != "" {
 		kv("last error", "%s", st.LastError)

@@ -9,6 +9,7 @@ package api
 import (
 	"errors"
 	"net/netip"
+	"time"
 )
 
 // Agent phases reported in Status.Phase, in boot order. Once membership runs
@@ -58,6 +59,38 @@ type Status struct {
 	Problems []string `json:"problems,omitempty"`
 	// ConfigSources lists where the configuration came from, in order applied.
 	ConfigSources []string `json:"configSources,omitempty"`
+	// BringUp is the agent-driven bring-up (kubeadm, TF, vrouter, peering);
+	// nil when bring-up is off.
+	BringUp *BringUp `json:"bringUp,omitempty"`
+}
+
+// BringUp reports the site's bring-up (docs/bringup.md).
+type BringUp struct {
+	// Phase: waiting, preflight-failed, kubeadm, applying, vrouter-guard,
+	// vrouter-reverted, peering, ready or failed.
+	Phase string `json:"phase"`
+	Error string `json:"error,omitempty"`
+	// Steps is the last outcome of each step, in order.
+	Steps []BringUpStep `json:"steps,omitempty"`
+	// Vrouter is how the last guarded vrouter start ended.
+	Vrouter *VrouterOutcome `json:"vrouter,omitempty"`
+	// PeersConfigured counts the other sites configured as BGP peers in TF.
+	PeersConfigured int `json:"peersConfigured"`
+}
+
+// BringUpStep is one step's last outcome.
+type BringUpStep struct {
+	Name   string    `json:"name"`
+	OK     bool      `json:"ok"`
+	Detail string    `json:"detail,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// VrouterOutcome is how a guarded vrouter start ended.
+type VrouterOutcome struct {
+	Confirmed bool      `json:"confirmed"`
+	Reason    string    `json:"reason,omitempty"`
+	Ended     time.Time `json:"ended"`
 }
 
 // Allocation is a site's committed ASN and prefixes.

@@ -36,6 +36,7 @@ var cmdlineKeys = map[string]string{
 	"underlay":  "underlay interface, auto, or off",
 	"statedir":  "state directory",
 	"metrics":   "metrics host:port, or off",
+	"bringup":   "on or off: preflight, kubeadm init, TF and BGP peering",
 }
 
 // ParseCmdline extracts the tfsite.* parameters of a kernel command line.
@@ -152,6 +153,15 @@ func applyKey(c *Config, key, v string) error {
 		}
 	case "statedir":
 		c.StateDir = v
+	case "bringup":
+		switch v {
+		case "on":
+			c.BringUp.Enabled = true
+		case "off":
+			c.BringUp.Enabled = false
+		default:
+			return errors.New("want on or off")
+		}
 	case "metrics":
 		if v == "off" {
 			v = ""

@@ -56,6 +56,58 @@ type Config struct {
 	ManagementInterface string `json:"managementInterface,omitempty"`
 	// Underlay configures gateway discovery.
 	Underlay Underlay `json:"underlay"`
+	// BringUp configures what the agent does once the site holds an
+	// allocation: preflight, kubeadm init, TF, the guarded vrouter start and
+	// TF BGP peering (docs/bringup.md).
+	BringUp BringUp `json:"bringUp"`
+}
+
+// BringUp configures the agent-driven bring-up of the site's Kubernetes and
+// Tungsten Fabric. It is off by default (allocation-only labs, the demo and
+// the benchmarks); the appliance image turns it on in /etc/tfsite/config.yaml.
+type BringUp struct {
+	// Enabled turns bring-up on (kernel command line tfsite.bringup=on).
+	Enabled bool `json:"enabled"`
+	// Kubeconfig is the admin kubeconfig; when it exists the cluster exists
+	// and kubeadm init is not run again.
+	Kubeconfig string `json:"kubeconfig"`
+	// Kubeadm is the kubeadm binary (PATH is searched).
+	Kubeadm string `json:"kubeadm"`
+	// KubeadmArgs are appended to `kubeadm init --config FILE`.
+	KubeadmArgs []string `json:"kubeadmArgs,omitempty"`
+	// Preflight sets the host checks run before kubeadm init.
+	Preflight Preflight `json:"preflight"`
+	// TFRegistry and TFTag select TF's container images (defaults in docs/bringup.md).
+	TFRegistry string `json:"tfRegistry,omitempty"`
+	TFTag      string `json:"tfTag,omitempty"`
+	// ConfigAPI is TF's config API (VNC) URL; empty means http://<underlay address>:8082.
+	ConfigAPI string `json:"configAPI,omitempty"`
+	// GuardWindow is how long the host may stay without its underlay gateway
+	// after vrouter starts before vrouter is taken off the node and the
+	// network restored.
+	GuardWindow Duration `json:"guardWindow"`
+	// VrouterStart is how long the guarded window waits after labelling the
+	// node for vrouter to take the NIC over (vhost0 appears) before the
+	// GuardWindow deadline starts; not there by then is reverted too.
+	VrouterStart Duration `json:"vrouterStart"`
+	// ProbeTargets must also answer during the guarded vrouter start:
+	// "icmp:ADDR" or "tcp:ADDR:PORT" (a voter site, an upstream router).
+	ProbeTargets []string `json:"probeTargets,omitempty"`
+	// Interval is how often bring-up re-checks and converges without an event.
+	Interval Duration `json:"interval"`
+}
+
+// Preflight sets the host checks of bring-up; zero values take the support
+// matrix's (agent/kube/support-matrix.yaml) host minimums.
+type Preflight struct {
+	// Skip runs no checks (labs; never on a production host).
+	Skip bool `json:"skip,omitempty"`
+	// MinMemoryGiB, MinDiskGB (free under /var) and MinCPUs.
+	MinMemoryGiB uint64 `json:"minMemoryGiB,omitempty"`
+	MinDiskGB    uint64 `json:"minDiskGB,omitempty"`
+	MinCPUs      int    `json:"minCPUs,omitempty"`
+	// TFRelease selects the support-matrix row kubeadm and kubelet are checked against.
+	TFRelease string `json:"tfRelease,omitempty"`
 }
 
 // Gossip configures the memberlist transport.
@@ -156,8 +208,18 @@ func Default() Config {
 			Interface: "auto",
 			Timeout:   Duration(underlay.Default().Timeout),
 		},
+		BringUp: BringUp{
+			Kubeconfig:   DefaultKubeconfig,
+			Kubeadm:      "kubeadm",
+			GuardWindow:  Duration(10 * time.Second),
+			VrouterStart: Duration(15 * time.Minute),
+			Interval:     Duration(30 * time.Second),
+		},
 	}
 }
+
+// DefaultKubeconfig is where kubeadm init writes the admin kubeconfig.
+const DefaultKubeconfig = "/etc/kubernetes/admin.conf"
 
 // NeedsConfiguration reports whether no source named the site, in which case
 // the agent waits for configuration instead of starting.
@@ -273,6 +335,7 @@ func (c Config) Validate() error {
 	if c.Underlay.Timeout <= 0 && !c.Underlay.Disabled {
 		add("underlay.timeout", "%s must be positive, e.g. \"30s\"", time.Duration(c.Underlay.Timeout))
 	}
+	errs = append(errs, c.BringUp.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -121,6 +121,7 @@ func TestCmdlineKeys(t *testing.T) {
 		"off":       {"tfsite.underlay=off tfsite.metrics=off", func(c Config) bool { return c.Underlay.Disabled && c.MetricsAddress == "" }},
 		"mgmt":      {"tfsite.mgmt=eth1 tfsite.statedir=/x", func(c Config) bool { return c.ManagementInterface == "eth1" && c.StateDir == "/x" }},
 		"key":       {"tfsite.keyfile=/k tfsite.key=abc", func(c Config) bool { return c.Gossip.Key == "abc" && c.Gossip.KeyFile == "" }},
+		"bringup":   {"tfsite.bringup=on", func(c Config) bool { return c.BringUp.Enabled }},
 		"unrelated": {"tfsitex=1 console=ttyS0 tfsite", func(c Config) bool { return c.Site == "" }},
 	} {
 		l, err := Load(context.Background(), Sources{Cmdline: write(t, dir, "cmdline-"+name, tc.cmdline)})
@@ -141,6 +142,7 @@ func TestCmdlineErrorsNameTheParameter(t *testing.T) {
 		"tfsite.config=data:;base64,@@": "base64",
 		"tfsite.config=data:nocomma":    "','",
 		"tfsite.bind=1.2.3.4:99999":     "tfsite.bind",
+		"tfsite.bringup=yes":            "tfsite.bringup=yes: want on or off",
 	} {
 		p, err := ParseCmdline(cmdline)
 		if err == nil {

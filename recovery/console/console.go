@@ -76,14 +76,13 @@ type Network interface {
 
 // Console is one console session on a terminal.
 type Console struct {
-	cfg    Config
-	agent  StatusSource
-	net    Network
-	log    *slog.Logger
-	in     *lineReader
-	tty    *os.File
-	out    io.Writer
-	closed bool
+	cfg   Config
+	agent StatusSource
+	net   Network
+	log   *slog.Logger
+	in    *lineReader
+	tty   *os.File
+	out   io.Writer
 	// justSet is true right after authenticate set the first password.
 	justSet bool
 }
@@ -97,8 +96,9 @@ func New(cfg Config, agent StatusSource, net Network, log *slog.Logger) (*Consol
 	return &Console{cfg: cfg, agent: agent, net: net, log: log}, nil
 }
 
-// Close is safe to call twice.
-func (c *Console) Close() { c.closed = true }
+// Close releases nothing today (the caller owns the terminal); it exists for
+// the component contract and is safe to call twice.
+func (c *Console) Close() {}
 
 type entry struct {
 	key, label  string

@@ -79,7 +79,9 @@ type backend struct{}
 func (backend) Status(context.Context) api.Status {
 	return api.Status{Site: "lab-a", Phase: api.PhaseAllocated, Allocation: &api.Allocation{ASN: 64512,
 		Pod: netip.MustParsePrefix("10.32.0.0/16"), Service: netip.MustParsePrefix("10.96.0.0/20"), Fabric: netip.MustParsePrefix("10.200.0.0/24")},
-		Peers: []api.Peer{{Site: "lab-b", State: api.StateAlive}}}
+		Peers: []api.Peer{{Site: "lab-b", State: api.StateAlive}},
+		BringUp: &api.BringUp{Phase: "vrouter-reverted", Error: "vrouter start reverted; delete /var/lib/tfsite/bringup/vrouter-evicted.json to retry",
+			Vrouter: &api.VrouterOutcome{Reason: "gateway 10.0.0.1 unreachable for 10s"}}}
 }
 func (backend) Peers(context.Context) []api.Peer      { return nil }
 func (backend) Release(context.Context, string) error { return nil }
@@ -112,6 +114,8 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	tm.expect("site     lab-a")
 	tm.expect("ASN      64512")
 	tm.expect("lab-b")
+	tm.expect("bring-up vrouter-reverted: vrouter start reverted")
+	tm.expect("vrouter  REVERTED gateway 10.0.0.1 unreachable for 10s")
 	tm.expect("last network event")
 	tm.send("")
 

@@ -141,6 +141,16 @@ func (c *Console) status(ctx context.Context) error {
 			}
 			c.printf("  %-20s %s\r\n", clip(p.Site, 20), p.State)
 		}
+		if b := st.BringUp; b != nil {
+			line := b.Phase
+			if b.Error != "" {
+				line += ": " + oneLine(b.Error)
+			}
+			c.printf("bring-up %s\r\n", clip(line, 70))
+			if v := b.Vrouter; v != nil && !v.Confirmed {
+				c.printf("vrouter  REVERTED %s\r\n", clip(oneLine(v.Reason), 61))
+			}
+		}
 		if st.LastError != "" {
 			c.printf("error    %s\r\n", clip(oneLine(st.LastError), 70))
 		}

@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/bringup"
+	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/tf"
+	"github.com/tfsite/tfsite/agent/tf/tfcontract"
+	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/internal/testrig"
+	"github.com/tfsite/tfsite/recovery/netguard"
+)
+
+// fixedKernel is a host whose network never changes: the guard snapshots
+// it, and a revert (which this test must not see) is recorded.
+type fixedKernel struct{ restores int }
+
+func (k *fixedKernel) Snapshot() (*netguard.State, error) {
+	return &netguard.State{Links: []netguard.Link{{Name: "eth0", Up: true, MTU: 1500}}}, nil
+}
+func (k *fixedKernel) Apply(netguard.Operation) error { return nil }
+func (k *fixedKernel) Restore(*netguard.State, []string) error {
+	k.restores++
+	return nil
+}
+
+// answeringProber: the gateway and every target answer (a healthy host).
+type answeringProber struct{}
+
+func (answeringProber) ARP(context.Context, netguard.Target) error   { return nil }
+func (answeringProber) Reach(context.Context, netguard.Target) error { return nil }
+
+// TestBringUpFollowsMembership runs the whole agent with bring-up on: three
+// in-process sites, site-a driving a real etcd + kube-apiserver (its
+// kubeconfig exists, so kubeadm init is not run) and TF's config API
+// (contract server). The TF objects carry site-a's allocation and underlay;
+// the other sites become BGP peers with their gossip-published ASNs and
+// addresses; status reports bring-up; a released site's peer is removed,
+// while a departed but unreleased one would stay.
+func TestBringUpFollowsMembership(t *testing.T) {
+	bin := testrig.KubeBin(t, kube.KubernetesVersion, "kube-apiserver")
+	testrig.KubeBin(t, kube.KubernetesVersion, "etcd")
+	kapi := testrig.StartKubeAPI(t, filepath.Dir(bin))
+	dyn, err := dynamic.NewForConfig(kapi.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": map[string]any{"name": "site-a"}}}
+	if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "nodes"}).Create(t.Context(), node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vnc := tfcontract.New(t, "site-a")
+
+	l := newLab(t, "site-a")
+	cfg := l.config("site-a", 1)
+	cfg.Underlay.Disabled = false
+	gateway := l.net + "254"
+	discover := func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error) {
+		return &underlay.Result{Interface: "eth0", Address: cfg.Gossip.BindAddress + "/24", Gateway: gateway, GatewaySource: "dhcp-option-3"}, nil
+	}
+	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
+	cfg.BringUp.Enabled = true
+	cfg.BringUp.Kubeconfig = filepath.Join(l.dir, "admin.conf")
+	kapi.WriteKubeconfig(t, cfg.BringUp.Kubeconfig)
+	cfg.BringUp.Preflight.Skip = true
+	cfg.BringUp.ConfigAPI = vnc.URL
+	cfg.BringUp.GuardWindow = config.Duration(3 * time.Second)
+	cfg.BringUp.VrouterStart = 0 // no vrouter in this test
+	cfg.BringUp.Interval = config.Duration(time.Second)
+	k := &fixedKernel{}
+	l.startConfig(cfg, WithDiscover(discover), WithNetGuard(netguard.WithKernel(k), netguard.WithProber(answeringProber{})))
+	l.start("site-b", 2)
+	l.start("site-c", 3)
+	all := l.waitAll(60 * time.Second)
+
+	// Bring-up converges: ready, both peers configured in TF.
+	var st api.Status
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err = l.status("site-a")
+		if err == nil && st.BringUp != nil && st.BringUp.Phase == bringup.PhaseReady && st.BringUp.PeersConfigured == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bring-up did not converge: %+v (err %v)", st.BringUp, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v := st.BringUp.Vrouter; v == nil || !v.Confirmed {
+		t.Fatalf("vrouter start not confirmed: %+v", v)
+	}
+	if k.restores != 0 {
+		t.Fatalf("healthy vrouter start reverted %d times", k.restores)
+	}
+
+	// The TF deployment carries site-a's allocation and discovered gateway.
+	al := all["site-a"].Allocation
+	env, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace(tf.Namespace).Get(t.Context(), "env", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, _ := unstructured.NestedStringMap(env.Object, "data")
+	if data["BGP_ASN"] != strconvU(al.ASN) || data["VROUTER_GATEWAY"] != gateway || data["KUBERNETES_POD_SUBNETS"] != al.Pod.String() {
+		t.Fatalf("env ConfigMap %v, want BGP_ASN %d, VROUTER_GATEWAY %s, pod subnets %s", data, al.ASN, gateway, al.Pod)
+	}
+	if vnc.ClusterASN() != al.ASN {
+		t.Fatalf("TF cluster ASN %d, want site-a's %d", vnc.ClusterASN(), al.ASN)
+	}
+
+	// Every other site is a BGP peer with its own ASN and address.
+	for _, peer := range []string{"site-b", "site-c"} {
+		checkRouter(t, vnc, peer, all[peer].Allocation.ASN, l.sites[peer].cfg.Gossip.BindAddress)
+	}
+
+	// site-c leaves for good and is released: its peering goes.
+	l.stop("site-c")
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		err := api.NewClient(cfg.APISocket).Release(t.Context(), "site-c")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("releasing site-c: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for slices.Contains(vnc.Routers(), tf.PeerName("site-c")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("released site-c still a BGP peer in TF: %v", vnc.Routers())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	checkRouter(t, vnc, "site-b", all["site-b"].Allocation.ASN, l.sites["site-b"].cfg.Gossip.BindAddress)
+}
+
+func checkRouter(t *testing.T, vnc *tfcontract.Server, site string, asn uint32, addr string) {
+	t.Helper()
+	raw, _, ok := vnc.Router(tf.PeerName(site))
+	if !ok {
+		t.Fatalf("no bgp-router for %s in TF: %v", site, vnc.Routers())
+	}
+	var p struct {
+		ASN     uint32 `json:"autonomous_system"`
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.ASN != asn || p.Address != addr {
+		t.Fatalf("bgp-router %s: ASN %d address %s, want %d %s", site, p.ASN, p.Address, asn, addr)
+	}
+}
+
+func strconvU(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
