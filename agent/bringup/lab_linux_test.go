@@ -77,6 +77,50 @@ func watchLabel(ctx context.Context, dyn dynamic.Interface, node string, do func
 	return res
 }
 
+// vrouterLab is the lockout lab with a real kube-apiserver (node lab-node
+// registered), the contract config API and a real netguard working in the
+// host's namespace; params describe the host.
+type vrouterLab struct {
+	lab    *testrig.LockoutLab
+	dyn    dynamic.Interface
+	vnc    *tfcontract.Server
+	cfg    Config
+	guard  *nsGuard
+	params kube.SiteParams
+}
+
+func newVrouterLab(t *testing.T, window, vrouterStart time.Duration) *vrouterLab {
+	t.Helper()
+	testrig.RequireRoot(t)
+	r := &vrouterLab{lab: testrig.NewLockoutLab(t)}
+	api := startAPI(t)
+	var err error
+	if r.dyn, err = dynamic.NewForConfig(api.Config); err != nil {
+		t.Fatal(err)
+	}
+	createNode(t, r.dyn, "lab-node")
+	r.vnc = tfcontract.New(t, "lab-node")
+	dir := t.TempDir()
+	r.cfg = Default()
+	r.cfg.StateDir = filepath.Join(dir, "bringup")
+	r.cfg.Kubeconfig = filepath.Join(dir, "admin.conf")
+	r.cfg.Preflight = false
+	r.cfg.ConfigAPI = r.vnc.URL
+	r.cfg.GuardWindow, r.cfg.VrouterStart = window, vrouterStart
+	r.cfg.ProbeTargets = []string{"icmp:" + testrig.LockoutOperator}
+	r.cfg.Interval = time.Hour
+	api.WriteKubeconfig(t, r.cfg.Kubeconfig)
+	g, err := netguard.New(r.cfg.GuardConfig(filepath.Join(dir, "net")), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.guard = &nsGuard{g: g, ns: r.lab.Host}
+	r.params = kube.SiteParams{Site: "lab", ASN: 64700, NodeName: "lab-node", PhysicalInterface: "eth0",
+		Pod: netip.MustParsePrefix("10.50.0.0/16"), Service: netip.MustParsePrefix("10.51.0.0/16"), Fabric: netip.MustParsePrefix("10.52.0.0/16"),
+		AdvertiseAddress: netip.MustParseAddr(testrig.LockoutHost), Gateway: netip.MustParseAddr(testrig.LockoutGateway)}
+	return r
+}
+
 // TestVrouterTakeoverReverts: bring-up labels the node inside a real netguard
 // window, the emulated vrouter takes the NIC with a wrong gateway, the window
 // runs out: vrouter is taken off the node (label removed in the API server),
@@ -84,35 +128,9 @@ func watchLabel(ctx context.Context, dyn dynamic.Interface, node string, do func
 // durable marker say why, and later passes (also after a restart) leave
 // vrouter off.
 func TestVrouterTakeoverReverts(t *testing.T) {
-	testrig.RequireRoot(t)
-	l := testrig.NewLockoutLab(t)
-	api := startAPI(t)
-	dyn, err := dynamic.NewForConfig(api.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createNode(t, dyn, "lab-node")
-	vnc := tfcontract.New(t, "lab-node")
-	dir := t.TempDir()
-	cfg := Default()
-	cfg.StateDir = filepath.Join(dir, "bringup")
-	cfg.Kubeconfig = filepath.Join(dir, "admin.conf")
-	cfg.Preflight = false
-	cfg.ConfigAPI = vnc.URL
-	cfg.GuardWindow = 4 * time.Second
-	cfg.VrouterStart = 10 * time.Second
-	cfg.ProbeTargets = []string{"icmp:" + testrig.LockoutOperator}
-	cfg.Interval = time.Hour
-	api.WriteKubeconfig(t, cfg.Kubeconfig)
-	g, err := netguard.New(cfg.GuardConfig(filepath.Join(dir, "net")), testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	guard := &nsGuard{g: g, ns: l.Host}
-	params := kube.SiteParams{Site: "lab", ASN: 64700, NodeName: "lab-node", PhysicalInterface: "eth0",
-		Pod: netip.MustParsePrefix("10.50.0.0/16"), Service: netip.MustParsePrefix("10.51.0.0/16"), Fabric: netip.MustParsePrefix("10.52.0.0/16"),
-		AdvertiseAddress: netip.MustParseAddr(testrig.LockoutHost), Gateway: netip.MustParseAddr(testrig.LockoutGateway)}
-	src := &source{ok: true, params: params, peers: []tf.Peer{beta}}
+	r := newVrouterLab(t, 4*time.Second, 10*time.Second)
+	l, dyn, cfg, guard, vnc := r.lab, r.dyn, r.cfg, r.guard, r.vnc
+	src := &source{ok: true, params: r.params, peers: []tf.Peer{beta}}
 	b, err := New(cfg, src, guard, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -210,34 +228,12 @@ func TestVrouterTakeoverReverts(t *testing.T) {
 // to check, instead of leaving a vrouter that may take the NIC later
 // scheduled outside any guarded window.
 func TestVrouterThatNeverTakesOverIsReverted(t *testing.T) {
-	testrig.RequireRoot(t)
-	l := testrig.NewLockoutLab(t)
-	api := startAPI(t)
-	dyn, err := dynamic.NewForConfig(api.Config)
+	r := newVrouterLab(t, 3*time.Second, time.Second)
+	b, err := New(r.cfg, &source{ok: true, params: r.params}, r.guard, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	createNode(t, dyn, "lab-node")
-	dir := t.TempDir()
-	cfg := Default()
-	cfg.StateDir = filepath.Join(dir, "bringup")
-	cfg.Kubeconfig = filepath.Join(dir, "admin.conf")
-	cfg.Preflight = false
-	cfg.ConfigAPI = tfcontract.New(t, "lab-node").URL
-	cfg.GuardWindow = 3 * time.Second
-	cfg.VrouterStart = time.Second
-	api.WriteKubeconfig(t, cfg.Kubeconfig)
-	g, err := netguard.New(cfg.GuardConfig(filepath.Join(dir, "net")), testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	params := kube.SiteParams{Site: "lab", ASN: 64700, NodeName: "lab-node", PhysicalInterface: "eth0",
-		Pod: netip.MustParsePrefix("10.50.0.0/16"), Service: netip.MustParsePrefix("10.51.0.0/16"), Fabric: netip.MustParsePrefix("10.52.0.0/16"),
-		AdvertiseAddress: netip.MustParseAddr(testrig.LockoutHost), Gateway: netip.MustParseAddr(testrig.LockoutGateway)}
-	b, err := New(cfg, &source{ok: true, params: params}, &nsGuard{g: g, ns: l.Host}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dyn := r.lab, r.dyn
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b.Pass(ctx)

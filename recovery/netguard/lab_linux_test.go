@@ -3,114 +3,41 @@ package netguard
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
-// lab is the lockout topology: host eth0 and a "master" node on one
-// segment (a bridge in the gateway netns), an operator behind the gateway.
+// lab is testrig's lockout lab (host eth0 and a "master" on one segment
+// bridged in the gateway's namespace, the operator behind the gateway) with
+// short names for this package's tests.
 //
 //	operator 10.9.0.2 ── gw 10.9.0.1 | br0 10.0.0.1 ── host eth0 10.0.0.10
 //	                                               └── master 10.0.0.20 (no forwarding)
 type lab struct {
+	*testrig.LockoutLab
 	host, gw, master, operator *testrig.Netns
 }
 
 const (
-	hostAddr     = "10.0.0.10"
-	gwAddr       = "10.0.0.1"
-	masterAddr   = "10.0.0.20"
-	operatorAddr = "10.9.0.2"
-	hostTCPPort  = 2222
+	hostAddr     = testrig.LockoutHost
+	gwAddr       = testrig.LockoutGateway
+	masterAddr   = testrig.LockoutMaster
+	operatorAddr = testrig.LockoutOperator
+	hostTCPPort  = testrig.LockoutHostTCPPort
 )
 
 func newLab(t testing.TB) *lab {
 	t.Helper()
-	l := &lab{
-		host:     testrig.NewNetns(t, "host"),
-		gw:       testrig.NewNetns(t, "gw"),
-		master:   testrig.NewNetns(t, "mst"),
-		operator: testrig.NewNetns(t, "op"),
-	}
-	l.gw.Run("ip", "link", "add", "br0", "type", "bridge")
-	l.gw.Run("ip", "link", "set", "br0", "up")
-	testrig.Veth(t, l.host, "eth0", l.gw, "h0")
-	testrig.Veth(t, l.master, "eth0", l.gw, "m0")
-	testrig.Veth(t, l.operator, "eth0", l.gw, "eth1")
-	l.gw.Run("ip", "link", "set", "h0", "master", "br0")
-	l.gw.Run("ip", "link", "set", "m0", "master", "br0")
-	l.gw.Run("ip", "addr", "add", gwAddr+"/24", "dev", "br0")
-	l.gw.Run("ip", "addr", "add", "10.9.0.1/24", "dev", "eth1")
-	l.gw.Run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-	l.host.Run("ip", "addr", "add", hostAddr+"/24", "dev", "eth0")
-	l.host.Run("ip", "route", "add", "default", "via", gwAddr)
-	l.master.Run("ip", "addr", "add", masterAddr+"/24", "dev", "eth0")
-	l.master.Run("ip", "route", "add", "default", "via", gwAddr)
-	l.operator.Run("ip", "addr", "add", operatorAddr+"/24", "dev", "eth0")
-	l.operator.Run("ip", "route", "add", "default", "via", "10.9.0.1")
-	// The host's "sshd": a TCP listener inside its namespace.
-	var ln net.Listener
-	if err := l.host.Do(func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", hostTCPPort))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go acceptAll(ln)
-	// The operator side runs a service the host probes (an API server, a voter site).
-	if err := l.operator.Do(func() error {
-		oln, err := net.Listen("tcp", ":6443")
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { oln.Close() })
-		go acceptAll(oln)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.operatorReaches(time.Second); err != nil {
-		t.Fatalf("lab broken before any change: %v", err)
-	}
-	return l
+	l := testrig.NewLockoutLab(t)
+	return &lab{LockoutLab: l, host: l.Host, gw: l.Gateway, master: l.Master, operator: l.Operator}
 }
 
 // operatorReaches reports whether the operator gets both an echo reply and
 // a TCP connection from the host.
-func (l *lab) operatorReaches(timeout time.Duration) error {
-	w := fmt.Sprintf("%.1f", max(timeout.Seconds(), 0.2))
-	if out, err := l.operator.Command("ping", "-n", "-c1", "-W", w, hostAddr).CombinedOutput(); err != nil {
-		return fmt.Errorf("ping %s from operator: %v: %s", hostAddr, err, strings.TrimSpace(lastLine(string(out))))
-	}
-	return l.operator.Do(func() error {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", hostAddr, hostTCPPort), timeout)
-		if err != nil {
-			return fmt.Errorf("tcp from operator: %w", err)
-		}
-		return c.Close()
-	})
-}
-
-func acceptAll(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
-}
+func (l *lab) operatorReaches(timeout time.Duration) error { return l.OperatorReaches(timeout) }
 
 // waitLockedOut waits until the operator cannot reach the host.
 func (l *lab) waitLockedOut(t testing.TB, within time.Duration) time.Time {
