@@ -7,17 +7,26 @@
 #
 # Usage: hack/bench-alloc.sh [N...]        (default: 10 100 500)
 #   VOTERS=3      number of voter sites (site-1..site-VOTERS)
-#   PROFILE=lan   gossip timers (lan, wan, local)
-#   RAFT=1        allocator.raftMultiplier (scales the voters' Raft timeouts)
+#   PROFILE=wan   gossip timers (lan, wan, local)
+#   RAFT=3        allocator.raftMultiplier (scales the voters' Raft timeouts)
+#   GOMAXPROCS=1  passed to every agent (Go runtime threads running Go code)
+# The defaults are the settings for a large fleet (docs/benchmarks.md): with
+# the agent's own defaults (lan, 1, one P per core) 100 sites are fine but
+# 500 agents sharing 2 cores overload the machine and the voters' Raft.
 #   TIMEOUT=180   seconds to wait for every allocation
 #   BIN=path      use this tfsite binary instead of building one
+#   LOGS=dir      keep every agent's log in dir/nN/site-I.log
+#   HOLD=0        keep each fleet running this many seconds after measuring
+#                 (to profile it, e.g. perf record -g -p PID; the agent PIDs
+#                 are listed in $work/pids)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10 100 500)
 VOTERS=${VOTERS:-3}
-PROFILE=${PROFILE:-lan}
-RAFT=${RAFT:-1}
+PROFILE=${PROFILE:-wan}
+RAFT=${RAFT:-3}
+export GOMAXPROCS=${GOMAXPROCS:-1}
 TIMEOUT=${TIMEOUT:-180}
 
 work=$(mktemp -d /tmp/bench-alloc.XXXXXX)
@@ -45,10 +54,11 @@ seeds="$(addr 1),$(addr 2),$(addr 3)"
 # RSS counts the binary's text pages, which every agent maps from the same
 # file (stored once); PSS divides shared pages among the processes sharing
 # them, anon is each process's own heap and stacks.
-# spawn_s: time to fork all N agents; cpu_pct: CPU of all agents together in
+# spawn_s: time to fork all N agents; first_s: time of the first committed
+# allocation (roughly when the voters had elected a leader); cpu_pct: CPU of all agents together in
 # the 5 s after the last allocation, in % of one core (the machine has 2).
-echo "profile=$PROFILE raftMultiplier=$RAFT"
-printf '%-6s %-7s %8s %14s %10s %8s %11s %11s %11s %12s %8s\n' sites voters spawn_s all_allocated median_ms p90_ms rss_med_MB rss_max_MB pss_med_MB anon_med_MB cpu_pct
+echo "profile=$PROFILE raftMultiplier=$RAFT GOMAXPROCS=$GOMAXPROCS"
+printf '%-6s %-7s %8s %8s %14s %10s %8s %11s %11s %11s %12s %8s\n' sites voters spawn_s first_s all_allocated median_ms p90_ms rss_med_MB rss_max_MB pss_med_MB anon_med_MB cpu_pct
 for n in "${sizes[@]}"; do
   pids=()
   run=$work/n$n
@@ -97,12 +107,18 @@ for n in "${sizes[@]}"; do
   done
   med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int(NR/2)+1]}'; }
   pct() { local q=$1; shift; printf '%s\n' "$@" | sort -n | awk -v q="$q" '{a[NR]=$1} END {i=int(NR*q); if (i<1) i=1; print a[i]}'; }
-  awk -v n="$n" -v v="$VOTERS" -v sp="$spawn" -v cpu="$cpu" -v tot="$total" -v mt="$(med "${times[@]}")" -v pt="$(pct 0.9 "${times[@]}")" \
+  awk -v n="$n" -v v="$VOTERS" -v sp="$spawn" -v cpu="$cpu"  -v tot="$total" -v first="${times[0]}" -v mt="$(med "${times[@]}")" -v pt="$(pct 0.9 "${times[@]}")" \
       -v rm="$(med "${rss[@]}")" -v rx="$(pct 1 "${rss[@]}")" -v pm="$(med "${pss[@]}")" -v am="$(med "${anon[@]}")" \
-    'BEGIN {printf "%-6s %-7s %8.1f %13.2fs %10d %8d %11.1f %11.1f %11.1f %12.1f %8d\n", n, v, sp/1000, tot/1000, mt, pt, rm/1024, rx/1024, pm/1024, am/1024, cpu}'
+    'BEGIN {printf "%-6s %-7s %8.1f %8.1f %13.2fs %10d %8d %11.1f %11.1f %11.1f %12.1f %8d\n", n, v, sp/1000, first/1000, tot/1000, mt, pt, rm/1024, rx/1024, pm/1024, am/1024, cpu}'
+  if [ "${HOLD:-0}" -gt 0 ]; then
+    printf '%s\n' "${pids[@]}" >"$work/pids"
+    echo "holding $n agents for ${HOLD}s (pids in $work/pids)" >&2
+    sleep "$HOLD"
+  fi
   kill -9 "${pids[@]}" 2>/dev/null || true
   for p in "${pids[@]}"; do while [ -e /proc/"$p" ]; do sleep 0.05; done; done
   pids=()
   unset seen
+  if [ -n "${LOGS:-}" ]; then mkdir -p "$LOGS/n$n" && for ((i = 1; i <= n; i++)); do cp "$run/site-$i/agent.log" "$LOGS/n$n/site-$i.log"; done; fi
   rm -rf "$run"
 done

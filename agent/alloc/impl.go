@@ -229,12 +229,23 @@ func (a *allocator) voterEndpoint(site string) (netip.AddrPort, bool) {
 	if site == a.cfg.Site && a.voter {
 		return a.adv, true
 	}
+	if l, ok := a.members.(peerLookup); ok {
+		p, ok := l.Peer(site)
+		return p.Endpoint, ok && p.Endpoint.IsValid()
+	}
 	for _, p := range a.members.Peers() {
 		if p.Site == site && p.Endpoint.IsValid() {
 			return p.Endpoint, true
 		}
 	}
 	return netip.AddrPort{}, false
+}
+
+// peerLookup is implemented by a MemberSource that can find one peer
+// without listing every site (membership.Membership does). Raft resolves a
+// voter's address on every message it sends, heartbeats included.
+type peerLookup interface {
+	Peer(site string) (Peer, bool)
 }
 
 func (a *allocator) endpoint() netip.AddrPort { return a.adv }
@@ -280,10 +291,12 @@ func (a *allocator) run(ctx context.Context) error {
 			wait, fails = verifyInterval, 0
 		case errors.Is(err, ErrNoQuorum):
 			// Voters are there but not answering (election, overload,
-			// partition): back off up to 4x so a crowd of waiting sites
-			// does not keep an overloaded leader from recovering.
+			// partition): back off to 2x so a crowd of waiting sites does
+			// not keep an overloaded leader from recovering. Not more: a
+			// site that failed just before a leader was elected would
+			// otherwise idle for up to 12 s (bench-alloc stragglers).
 			fails++
-			wait <<= min(fails-1, 2)
+			wait <<= min(fails-1, 1)
 		default:
 			fails = 0
 		}
@@ -291,26 +304,25 @@ func (a *allocator) run(ctx context.Context) error {
 		// Only a site still looking for a voter retries early when gossip
 		// changes; everything else waits for its timer, so hundreds of sites
 		// joining at once do not turn churn into a request storm.
-		early := errors.Is(err, ErrNoVoter)
+		// The others do not even receive the changes (a change left pending
+		// in the channel only brings the next early retry forward), so
+		// the churn of hundreds of sites does not wake this loop at all.
+		var churn <-chan struct{}
+		if errors.Is(err, ErrNoVoter) {
+			churn = wake
+		}
 		t := time.NewTimer(wait)
-	waiting:
-		for {
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case _, ok := <-wake:
-				if !ok {
-					wake = nil
-				}
-				if early {
-					t.Stop()
-					a.waitTimer(ctx, rand.N(a.cfg.RetryInterval/4+1)) // spread the herd
-					break waiting
-				}
-			case <-t.C:
-				break waiting
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case _, ok := <-churn:
+			t.Stop()
+			if !ok {
+				wake = nil
 			}
+			a.waitTimer(ctx, rand.N(a.cfg.RetryInterval/4+1)) // spread the herd
+		case <-t.C:
 		}
 	}
 }

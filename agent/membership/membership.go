@@ -115,6 +115,13 @@ func New(cfg Config, log *slog.Logger) (*Membership, error) {
 	default:
 		mc = memberlist.DefaultLANConfig()
 	}
+	// No LZW compression of gossip: packets are small (metadata is at most
+	// 512 bytes) and every compressed packet allocates fresh LZW tables on
+	// both ends. With hundreds of sites converging at once, compressing
+	// and decompressing plus the garbage collection it caused took about
+	// a third of all agents' CPU (perf, bench-alloc at 500 sites). Peers
+	// that do compress are still understood.
+	mc.EnableCompression = false
 	mc.Name = cfg.Site
 	mc.Label = "tfsite"
 	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
@@ -269,7 +276,22 @@ func (m *Membership) rejoin(all bool) bool {
 		return false
 	}
 	rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
-	if !all && len(cand) > 3 {
+	if all {
+		// First join: one answering seed is enough (memberlist exchanges
+		// the full state with it and gossip does the rest). Trying seeds
+		// one at a time in random order spreads a crowd of sites starting
+		// at once over the seeds, instead of every site pushing and pulling
+		// the whole fleet's state with every seed (the seeds are often the
+		// voters, which must stay responsive for raft).
+		for _, c := range cand {
+			if n, err := m.ml.Join([]string{c}); err == nil && n > 0 {
+				return true
+			}
+		}
+		m.log.Debug("gossip join found nobody", "tried", cand)
+		return false
+	}
+	if len(cand) > 3 {
 		cand = cand[:3] // a few per round: cheap even with hundreds of sites
 	}
 	n, err := m.ml.Join(cand)
@@ -277,9 +299,7 @@ func (m *Membership) rejoin(all bool) bool {
 		m.log.Debug("gossip re-join found nobody", "tried", cand, "err", err)
 		return false
 	}
-	if !all {
-		m.log.Info("gossip re-joined peers", "tried", len(cand), "answered", n)
-	}
+	m.log.Info("gossip re-joined peers", "tried", len(cand), "answered", n)
 	return true
 }
 
@@ -358,19 +378,46 @@ func (m *Membership) liveNames() map[string]bool {
 	return live
 }
 
-// Peers implements alloc.MemberSource.
+// Peers implements alloc.MemberSource: every other site with decodable
+// metadata. It reads only this package's copies of the nodes (no sorting,
+// no call into memberlist), because the allocator asks often.
 func (m *Membership) Peers() []alloc.Peer {
-	var out []alloc.Peer
-	for _, mem := range m.Members() {
-		if mem.Local || mem.MetaError != "" {
-			continue
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]alloc.Peer, 0, len(m.known))
+	for name, n := range m.known {
+		if p, ok := m.peerLocked(name, n); ok {
+			out = append(out, p)
 		}
-		out = append(out, alloc.Peer{
-			Site: mem.Site, Endpoint: mem.Meta.RPC, VoterHash: mem.Meta.VoterHash,
-			Alive: mem.State == StateAlive || mem.State == StateSuspect,
-		})
 	}
 	return out
+}
+
+// Peer returns one other site as Peers would list it. Raft resolves voter
+// addresses through it on every message, so it must not list the fleet.
+func (m *Membership) Peer(site string) (alloc.Peer, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, ok := m.known[site]
+	if !ok {
+		return alloc.Peer{}, false
+	}
+	return m.peerLocked(site, n)
+}
+
+// peerLocked converts a remembered node; m.mu is held. The copy's State
+// is set from its last event (see remember): memberlist reports every
+// change between alive and dead/left (NotifyJoin/NotifyLeave), and suspect
+// counts as alive, so it agrees with liveNames.
+func (m *Membership) peerLocked(name string, n *memberlist.Node) (alloc.Peer, bool) {
+	d := m.decoded[name]
+	if name == m.cfg.Site || d.err != nil || d.meta.Site != name {
+		return alloc.Peer{}, false
+	}
+	return alloc.Peer{
+		Site: name, Endpoint: d.meta.RPC, VoterHash: d.meta.VoterHash,
+		Alive: n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect,
+	}, true
 }
 
 // Problems lists what an operator should look at: duplicate site names
@@ -478,9 +525,16 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-func (d *delegate) remember(n *memberlist.Node) {
+// remember copies n. memberlist keeps a node's state outside the Node it
+// passes (Node.State stays zero), so the copy's State is set from the event:
+// alive on join and update, dead on leave (left or failed).
+func (d *delegate) remember(n *memberlist.Node, alive bool) {
 	c := *n
 	c.Meta = append([]byte(nil), n.Meta...)
+	c.State = memberlist.StateDead
+	if alive {
+		c.State = memberlist.StateAlive
+	}
 	d.m.mu.Lock()
 	d.m.known[n.Name] = &c
 	meta, err := DecodeMeta(c.Meta)
@@ -491,16 +545,16 @@ func (d *delegate) remember(n *memberlist.Node) {
 }
 
 func (d *delegate) NotifyJoin(n *memberlist.Node) {
-	d.remember(n)
+	d.remember(n, true)
 	d.m.log.Debug("site joined", "site", n.Name, "addr", n.Address())
 }
 
 func (d *delegate) NotifyLeave(n *memberlist.Node) {
-	d.remember(n)
-	d.m.log.Info("site left or failed", "site", n.Name, "addr", n.Address(), "state", n.State)
+	d.remember(n, false)
+	d.m.log.Info("site left or failed", "site", n.Name, "addr", n.Address())
 }
 
-func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.remember(n) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.remember(n, true) }
 
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 	msg := fmt.Sprintf("duplicate site name %q: claimed by %s and %s: give every site a unique name", existing.Name, existing.Address(), other.Address())

@@ -311,3 +311,43 @@ func TestRejoinAfterPartitionHeals(t *testing.T) {
 		return allAlive(a, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
 	}, a, b, c)
 }
+
+// Peers and Peer read this package's remembered nodes, not memberlist's
+// member list; they must agree with Members as peers come and go.
+func TestPeerLookupAgreesWithMembers(t *testing.T) {
+	a := startNode(t, "a", nil)
+	b := startNode(t, "b", []string{a.LocalAddr().String()})
+	c := startNode(t, "c", []string{a.LocalAddr().String()})
+	rpc := netip.MustParseAddrPort("127.0.0.1:7947")
+	if err := b.UpdateMeta(Meta{RPC: rpc, VoterHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a sees b's endpoint and c alive", 10*time.Second, func() bool {
+		p, ok := a.Peer("b")
+		return ok && p.Alive && p.Endpoint == rpc && allAlive(a, "b", "c")
+	}, a)
+	if _, ok := a.Peer("a"); ok {
+		t.Error("Peer returned the local site")
+	}
+	if _, ok := a.Peer("nope"); ok {
+		t.Error("Peer returned an unknown site")
+	}
+	c.Close() // no leave: c becomes dead
+	eventually(t, "a sees c dead", 15*time.Second, func() bool { return states(a)["c"] == StateDead }, a)
+	if p, ok := a.Peer("c"); !ok || p.Alive {
+		t.Errorf("Peer(c) after it died = %+v, %v; want known and not alive", p, ok)
+	}
+	want := map[string]bool{}
+	for _, m := range a.Members() {
+		if !m.Local {
+			want[m.Site] = m.State == StateAlive || m.State == StateSuspect
+		}
+	}
+	got := map[string]bool{}
+	for _, p := range a.Peers() {
+		got[p.Site] = p.Alive
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Peers() = %v, Members() says %v", got, want)
+	}
+}
