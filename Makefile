@@ -20,7 +20,7 @@ deps: ## install the Debian packages tests, demo and benchmarks use (root; no-op
 build: ## build bin/tfsite (static, stripped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tfsite
 
-test: lint test-unit fuzz boot-test ## everything CI runs: lint, all tests (root tests need root), brief fuzzing, image boot test
+test: lint test-unit fuzz boot-test ## everything CI runs: lint, all tests (root tests need root), brief fuzzing, image boot + two-VM tests
 
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
@@ -33,9 +33,9 @@ test-unit: build ## go test ./... (netns/dnsmasq tests run as root, skip otherwi
 fuzz: ## run every Fuzz target for FUZZTIME each
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-boot-test: ## as root with mkosi 24.3 (CI): build the raw image, boot it under qemu, assert on the serial console
+boot-test: ## as root with mkosi 24.3 (CI): build the raw image, boot it under qemu, assert on the serial console; two-VM join
 	@if [ "$$(id -u)" = 0 ] && mkosi --version 2>/dev/null | grep -q ' 24\.3'; then \
-	  $(MAKE) --no-print-directory test-image IMAGE_FORMATS=raw; \
+	  $(MAKE) --no-print-directory test-image IMAGE_FORMATS=raw && GO=$(GO) hack/two-vm.sh; \
 	elif [ -n "$$CI" ] && [ "$$CI" != false ]; then \
 	  echo "boot-test: CI must run as root with mkosi 24.3 (.ci/run runs hack/image-deps.sh)"; exit 1; \
 	else \

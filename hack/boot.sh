@@ -9,7 +9,8 @@
 #      TFSITE_CMDLINE (extra kernel command line, direct kernel boot only: e.g. tfsite.site=a),
 #      TFSITE_SEED (a NoCloud seed image to attach as a second disk; hack/image-seed.sh makes one),
 #      BOOT_PERSIST=1 (write to the image; default: changes are discarded, -snapshot),
-#      QEMU_EXTRA (extra qemu arguments).
+#      QEMU_NETDEV (the NIC's -netdev, id n0; default the user-mode network below),
+#      QEMU_MAC (the NIC's MAC address), QEMU_EXTRA (extra qemu arguments).
 # The user-mode network gives DHCP 10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3; host port 2222 -> guest 22.
 # Quit: Ctrl-a x.
 set -euo pipefail
@@ -32,9 +33,15 @@ vars=$(mktemp /tmp/tfsite-ovmf-vars.XXXXXX)
 trap 'rm -f "$vars"' EXIT
 cp "$ovmf_vars_src" "$vars"
 
-args=(-accel "$accel" -m "$mem" -smp "$smp" -nographic -no-reboot
-	-netdev user,id=n0,hostfwd=tcp:127.0.0.1:${SSH_PORT:-2222}-:22 -device virtio-net-pci,netdev=n0
-	-device virtio-rng-pci)
+# -nodefaults: only the devices named here. qemu's default machine would add a VGA card (the kernel
+# then draws every console line on a framebuffer: CPU under TCG), an IDE CD-ROM the firmware tries to
+# boot first, a floppy and a parallel port, all probed at every boot. The serial line is this
+# terminal, multiplexed with qemu's monitor (Ctrl-a c; Ctrl-a x quits). QEMU_EXTRA="-vga std
+# -display gtk" gives a screen for tty1.
+netdev=${QEMU_NETDEV:-user,id=n0,hostfwd=tcp:127.0.0.1:${SSH_PORT:-2222}-:22}
+nic=virtio-net-pci,netdev=n0${QEMU_MAC:+,mac=$QEMU_MAC}
+args=(-accel "$accel" -m "$mem" -smp "$smp" -nodefaults -display none -serial mon:stdio -no-reboot
+	-netdev "$netdev" -device "$nic" -device virtio-rng-pci)
 [[ "${BOOT_PERSIST:-0}" == 1 ]] || args+=(-snapshot)
 
 if [[ "${1:-}" == "--kernel" ]]; then

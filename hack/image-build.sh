@@ -71,11 +71,24 @@ for b in kubeadm kubelet kubectl; do
 	fi
 done
 mkdir -p "$stage/usr/lib/tfsite"
+# The subcommands the image's units and scripts ask has-subcommand about, answered now by the binary
+# itself (same test as has-subcommand's slow path), so that booting does not start the Go binary once
+# more per unit to find out.
+grep -rhoE 'has-subcommand( [a-z-]+)+' image/rootfs | sed 's/^has-subcommand //' | sort -u |
+	while read -r words; do
+		# Captured first: with pipefail, `tfsite ... | grep -q` fails when grep exits early (SIGPIPE).
+		# shellcheck disable=SC2086
+		help=$(bin/tfsite $words --help 2>/dev/null || true)
+		if grep -qE "^  tfsite ${words}( |\$)" <<<"$help"; then
+			echo "$words"
+		fi
+	done >"$stage/usr/lib/tfsite/subcommands"
 {
 	echo "tfsite=$(bin/tfsite version 2>/dev/null || echo unknown)"
 	echo "kube_bin=${kube_bin:-none}"
 	echo "kube_included=${kube_in[*]:-}"
 	echo "kube_missing=${kube_missing[*]:-}"
+	echo "subcommands=$(paste -sd, "$stage/usr/lib/tfsite/subcommands")"
 	echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$stage/usr/lib/tfsite/image-info"
 echo "image: staged $(bin/tfsite version 2>/dev/null); kube: ${kube_in[*]:-none}${kube_missing:+ (missing: ${kube_missing[*]} in ${kube_bin:-<no cache dir>})}"

@@ -17,7 +17,7 @@ n() { nice -n "$nice_level" "$@"; }
 # The live system has no root partition: no root=, no fstab (the disk image's names it), nothing to grow.
 n mkosi --force --format=uki --output=tfsite-live --compress-output=zstd \
 	--kernel-command-line= \
-	--kernel-command-line="console=tty0 console=ttyS0,115200 systemd.firstboot=off" \
+	--kernel-command-line="console=tty0 console=ttyS0,115200 quiet systemd.firstboot=off" \
 	--remove-files=/etc/fstab --remove-files=/usr/lib/repart.d \
 	${MKOSI_FLAGS:-} build
 

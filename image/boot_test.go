@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,6 +92,78 @@ func (c *console) len() int {
 
 func (c *console) since() time.Duration { return time.Since(c.start).Round(100 * time.Millisecond) }
 
+// vm is one qemu started through hack/boot.sh, with its serial console collected.
+type vm struct {
+	con   *console
+	stdin io.Writer
+	// ctx ends when the test's context does or when qemu exits, so waits on a dead VM fail at once.
+	ctx     context.Context
+	logPath string
+	t       *testing.T
+}
+
+// startVM starts cmd (hack/boot.sh, possibly through `ip netns exec`) with its output collected as
+// the serial console, logged to logPath. qemu is stopped when the test ends.
+func startVM(t *testing.T, parent context.Context, cmd *exec.Cmd, logPath string) *vm {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	con := &console{log: logf, grow: make(chan struct{}, 1)}
+	cmd.Stdout, cmd.Stderr = con, con
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	con.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd.Path, err)
+	}
+	ctx, cancel := context.WithCancel(parent)
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+		cancel()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return &vm{con: con, stdin: stdin, ctx: ctx, logPath: logPath, t: t}
+}
+
+// pressEnterUntil sends a carriage return on the serial line every few seconds until re appears in
+// the output after the first one. The recovery console may open the line only after the agent is
+// ready, and input that arrives before (or as it resets the line) is lost.
+func (v *vm) pressEnterUntil(re *regexp.Regexp) ([]string, int, error) {
+	from := v.con.len()
+	for {
+		if _, err := io.WriteString(v.stdin, "\r"); err != nil {
+			return nil, 0, fmt.Errorf("writing to the serial console: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(v.ctx, 5*time.Second)
+		m, next, err := v.con.wait(ctx, re, from)
+		cancel()
+		if err == nil || v.ctx.Err() != nil {
+			return m, next, err
+		}
+	}
+}
+
+// fail ends the test with the last lines of this VM's serial console.
+func (v *vm) fail(format string, a ...any) {
+	v.t.Helper()
+	v.t.Fatalf(format+"\n(serial console log: %s; last lines:)\n%s", append(a, v.logPath, tail(v.con, 30))...)
+}
+
 // hasSubcommand mirrors image/rootfs/usr/lib/tfsite/has-subcommand for the staged binary.
 func hasSubcommand(bin string, words ...string) bool {
 	out, _ := exec.Command(bin, append(words, "--help")...).Output()
@@ -151,9 +224,17 @@ func TestBootImage(t *testing.T) {
 	// The image's units run a tfsite subcommand only when the binary has it
 	// (has-subcommand); the binary has all three, so a missing one here is a
 	// regression that would otherwise boot "fine" with units skipped.
+	// The list has-subcommand reads at boot (hack/image-build.sh) must agree.
+	list, err := os.ReadFile(filepath.Join(root, ".cache", "image-stage", "usr", "lib", "tfsite", "subcommands"))
+	if err != nil {
+		t.Fatalf("the staged subcommand list is missing (%v): run make image", err)
+	}
 	for _, sub := range []string{"agent", "console", "discover"} {
 		if !hasSubcommand(staged, sub) {
 			t.Fatalf("the staged binary %s has no `tfsite %s` (or has-subcommand no longer recognises it)", staged, sub)
+		}
+		if !slices.Contains(strings.Split(string(list), "\n"), sub) {
+			t.Fatalf("the image's subcommand list (.cache/image-stage/usr/lib/tfsite/subcommands) lacks %q although the binary has it: hack/image-build.sh wrote a wrong list", sub)
 		}
 	}
 
@@ -196,50 +277,14 @@ func TestBootImage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	logPath := filepath.Join(root, "mkosi.output", "boot-test.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	con := &console{log: logf, grow: make(chan struct{}, 1)}
-
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = root
 	cmd.Env = env
-	cmd.Stdout = con
-	cmd.Stderr = con
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	con.start = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", args[0], err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	go func() {
-		select {
-		case err := <-done:
-			done <- err
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	fail := func(format string, a ...any) {
-		t.Helper()
-		t.Fatalf(format+"\n(serial console log: %s; last lines:)\n%s", append(a, logPath, tail(con, 30))...)
-	}
+	logPath := filepath.Join(root, "mkosi.output", "boot-test.log")
+	v := startVM(t, ctx, cmd, logPath)
+	con := v.con
+	fail := v.fail
+	ctx = v.ctx
 
 	// 1. the underlay gateway
 	m, _, err := con.wait(ctx, reGatewayOther, 0)
@@ -272,16 +317,58 @@ func TestBootImage(t *testing.T) {
 	t.Logf("agent ready (Type=notify READY=1) at %s: %s", readyAt, strings.TrimSpace(m[0]))
 
 	// 3. the console on ttyS0 answers a keypress
-	from := con.len()
-	if _, err := io.WriteString(stdin, "\r"); err != nil {
-		fail("writing to the serial console: %v", err)
-	}
 	re := regexp.MustCompile(envOr("TFSITE_CONSOLE_EXPECT", `tfsite recovery console`))
-	if _, _, err := con.wait(ctx, re, from); err != nil {
+	if _, _, err := v.pressEnterUntil(re); err != nil {
 		fail("the recovery console did not answer on ttyS0: %v", err)
 	}
 	t.Logf("recovery console answered on ttyS0 at %s", con.since())
+
+	// 4. bring-up runs from the image's config: this VM is far below TF's 32 GiB, so the agent's
+	// preflight refuses kubeadm init and says why, in status on the console.
+	reBringUp := regexp.MustCompile(`bring-up preflight-failed: preflight failed, kubeadm init not run: memory`)
+	if err := v.consoleStatusUntil(reBringUp, nil); err != nil {
+		fail("bring-up did not report the failed memory preflight on the console: %v", err)
+	}
+	t.Logf("bring-up refused kubeadm init on this small VM (preflight, memory) at %s", con.since())
 	t.Logf("BOOT mode=%s gateway=%s ready=%s console=%s", mode, gatewayAt, readyAt, con.since())
+}
+
+// consoleStatusUntil opens the recovery console's Status entry (1) until its output matches re
+// and ok (nil: any match) accepts the match. Status may be asked before the agent knows what the
+// test waits for: it asks again (Enter returns to the menu) every 2 s until the test's time is up.
+func (v *vm) consoleStatusUntil(re *regexp.Regexp, ok func(m []string) bool) error {
+	menu := regexp.MustCompile(`Enter a number: `)
+	// Enter skips the first-start password prompt (or redraws the menu).
+	if _, _, err := v.pressEnterUntil(menu); err != nil {
+		return fmt.Errorf("no recovery console menu: %w", err)
+	}
+	for {
+		from := v.con.len()
+		if _, err := io.WriteString(v.stdin, "1\r"); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(v.ctx, 5*time.Second)
+		m, _, err := v.con.wait(ctx, re, from)
+		cancel()
+		if err == nil && (ok == nil || ok(m)) {
+			return nil
+		}
+		if v.ctx.Err() != nil {
+			return fmt.Errorf("status never showed %q: %w", re, v.ctx.Err())
+		}
+		next := v.con.len()
+		if _, err := io.WriteString(v.stdin, "\r"); err != nil {
+			return err
+		}
+		if _, _, err := v.con.wait(v.ctx, menu, next); err != nil {
+			return fmt.Errorf("recovery console did not return to the menu: %w", err)
+		}
+		select {
+		case <-v.ctx.Done():
+			return fmt.Errorf("status never showed %q: %w", re, v.ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func envOr(name, def string) string {

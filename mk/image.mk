@@ -1,6 +1,6 @@
 # Appliance image targets (issue 6). Host tools: sudo hack/image-deps.sh (mkosi 24.3 pinned, qemu, OVMF,
 # mtools, xorriso). Outputs and caches live in mkosi.output/, mkosi.cache/ and .cache/ (gitignored).
-.PHONY: image-deps image boot boot-kernel test-image bench-image image-clean
+.PHONY: image-deps image boot boot-kernel test-image test-two-vm bench-image image-clean
 
 image-deps: ## install the image build/boot tools (mkosi 24.3 from bookworm-backports, qemu, OVMF, ...)
 	hack/image-deps.sh
@@ -16,6 +16,9 @@ boot-kernel: ## boot the image by direct kernel boot (TFSITE_CMDLINE="tfsite.sit
 
 test-image: image ## build the image, boot it under qemu and assert on the serial console (CI boot test)
 	TFSITE_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestBootImage ./image/
+
+test-two-vm: image ## as root: two VMs on one dnsmasq network join through kernel-command-line seeds, distinct ASNs/prefixes
+	GO=$(GO) hack/two-vm.sh
 
 bench-image: ## image numbers: warm rebuild, sizes, boot to agent ready under TCG (BENCH_BOOTS=3)
 	hack/bench-image.sh
