@@ -417,3 +417,17 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("voter with 0.0.0.0 and no advertise address accepted: %v", err)
 	}
 }
+
+// TestVoterRetriesWhenALeaderIsElected: a voter whose first request fails
+// for want of a raft leader retries when one is elected, not when its retry
+// timer (here a minute) runs out. Three voters, so the election is a real one.
+func TestVoterRetriesWhenALeaderIsElected(t *testing.T) {
+	voters := []string{"v1", "v2", "v3"}
+	slowRetry := func(c *alloc.Config) { c.RetryInterval = time.Minute }
+	v1 := startSite(t, "v1", "", voters, nil, slowRetry)
+	v2 := startSite(t, "v2", "", voters, []string{v1.gossip()}, slowRetry)
+	v3 := startSite(t, "v3", "", voters, []string{v1.gossip()}, slowRetry)
+	// The timer alone would retry after 30-90 s (1-3x jitter of 1 min x backoff).
+	waitAllocated(t, 25*time.Second, v1, v2, v3)
+	checkRecords(t, v1, v2, v3)
+}

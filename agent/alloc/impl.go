@@ -164,6 +164,14 @@ func (a *allocator) openRaft() error {
 	rc.HeartbeatTimeout = a.cfg.HeartbeatTimeout
 	rc.ElectionTimeout = a.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
+	if len(a.cfg.Voters) == 1 {
+		// A lone voter is its own quorum: there is nobody whose heartbeat
+		// it could miss and nobody to outvote it, so it need not wait a
+		// heartbeat timeout (1-2 s) before electing itself at every start
+		// (the appliance's boot to ready, a two-site lab). Raft's safety
+		// never depends on timeouts.
+		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = loneVoterTimeout, loneVoterTimeout, loneVoterTimeout
+	}
 	rc.Logger = hl
 	rc.SnapshotThreshold = 1024
 	a.fsm = newFSM()
@@ -248,6 +256,10 @@ type peerLookup interface {
 	Peer(site string) (Peer, bool)
 }
 
+// loneVoterTimeout is the raft heartbeat, election and lease timeout of a
+// fleet with a single voter.
+const loneVoterTimeout = 100 * time.Millisecond
+
 func (a *allocator) endpoint() netip.AddrPort { return a.adv }
 
 func (a *allocator) run(ctx context.Context) error {
@@ -279,6 +291,20 @@ func (a *allocator) run(ctx context.Context) error {
 		go func() { defer a.wg.Done(); a.worker(ctx) }()
 	}
 	wake := a.members.Subscribe()
+	// A voter retries at once when a raft leader is elected: the first
+	// request of a starting fleet usually fails for want of one, and
+	// waiting out the retry timer would add seconds to every boot.
+	var elected <-chan raft.Observation
+	if a.voter && a.raft != nil {
+		ch := make(chan raft.Observation, 1)
+		obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+			l, ok := o.Data.(raft.LeaderObservation)
+			return ok && l.LeaderID != ""
+		})
+		a.raft.RegisterObserver(obs)
+		defer a.raft.DeregisterObserver(obs)
+		elected = ch
+	}
 	fails := 0
 	for {
 		err := a.acquire(ctx)
@@ -311,11 +337,17 @@ func (a *allocator) run(ctx context.Context) error {
 		if errors.Is(err, ErrNoVoter) {
 			churn = wake
 		}
+		var leader <-chan raft.Observation
+		if err != nil {
+			leader = elected
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-leader:
+			t.Stop()
 		case _, ok := <-churn:
 			t.Stop()
 			if !ok {
