@@ -46,7 +46,7 @@ func newAgentCmd() *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run the node agent: discover the underlay, join peers, hold a unique ASN and prefixes",
+		Short: "Run the node agent: discover the underlay, join peers, hold a unique ASN and prefixes, bring the site up",
 		Long: `Run the tfsite node agent in the foreground (systemd runs it as Type=notify).
 
 The configuration is layered, each source overriding the ones before it:
@@ -60,7 +60,16 @@ agent waits in the "needs-configuration" phase (shown by tfsite status) and
 re-reads its sources every few seconds.
 
 The agent tells systemd READY=1 once the site holds a committed allocation, and
-pings the watchdog while its loops are alive. Logs go to stderr.
+pings the watchdog while its loops are alive. Logs go to stderr. Go code runs
+on one thread unless GOMAXPROCS is set.
+
+With bringUp.enabled (the appliance image's /etc/tfsite/config.yaml, or
+tfsite.bringup=on) the agent then brings the site up from its allocation:
+preflight (RAM, disk, kernel, runtime, versions), kubeadm init, Tungsten
+Fabric's manifest (server-side apply), TF's vrouter started inside a guarded
+network window (reverted and kept off the node if the host loses its underlay
+gateway), and TF BGP peering with every other site. tfsite status shows each
+step (docs/bringup.md).
 
 Examples:
   # a one-site lab: this site is the only voter
