@@ -179,11 +179,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	members, allocator := a.members, a.alloc
 	a.mu.Unlock()
+	// Whether the allocation was held before the allocator ran (a restart)
+	// decides whether its commit is timed: read it before the allocator
+	// starts, which may commit within milliseconds (a lone voter).
+	_, heldAtStart := allocator.Local()
+	started := time.Now()
 	errc := make(chan error, 2)
 	wg.Go(func() { errc <- members.Run(ctx) })
 	wg.Go(func() { errc <- allocator.Run(ctx) })
 	a.startBringUp(ctx, cfg, &wg)
-	return a.reconcile(ctx, cfg, errc)
+	return a.reconcile(ctx, cfg, errc, heldAtStart, started)
 }
 
 // waitForConfig returns the config once it names a site (at once, usually).
@@ -472,16 +477,14 @@ func (a *Agent) startBringUp(ctx context.Context, cfg config.Config, wg *sync.Wa
 // seconds) it re-reads the allocator and membership, publishes the
 // allocation and endpoints into gossip metadata, and updates metrics and
 // systemd.
-func (a *Agent) reconcile(ctx context.Context, cfg config.Config, errc <-chan error) error {
+func (a *Agent) reconcile(ctx context.Context, cfg config.Config, errc <-chan error, heldAtStart bool, start time.Time) error {
 	a.mu.Lock()
 	members, allocator := a.members, a.alloc
 	a.mu.Unlock()
 	// Only the allocator's state and our own addresses go into the metadata,
 	// so membership churn does not wake this loop.
 	allocEv := allocator.Subscribe()
-	_, heldAtStart := allocator.Local()
 	ready := false
-	start := time.Now()
 	t := time.NewTicker(loopInterval)
 	defer t.Stop()
 	for {
@@ -599,8 +602,9 @@ func (a *Agent) Status(ctx context.Context) api.Status {
 	if members != nil {
 		st.Gossip = members.LocalAddr().String()
 		st.GossipHealth = members.HealthScore()
-		st.Problems = append(st.Problems, members.Problems()...)
-		st.Peers = a.peers(members, cfg)
+		ms, problems := members.View()
+		st.Problems = append(st.Problems, problems...)
+		st.Peers = peersOf(ms, cfg)
 	}
 	return st
 }
@@ -613,12 +617,13 @@ func (a *Agent) Peers(ctx context.Context) []api.Peer {
 	if members == nil {
 		return []api.Peer{}
 	}
-	return a.peers(members, cfg)
+	return peersOf(members.Members(), cfg)
 }
 
-func (a *Agent) peers(members *membership.Membership, cfg config.Config) []api.Peer {
+// peersOf maps the other members onto the API's peers.
+func peersOf(members []membership.Member, cfg config.Config) []api.Peer {
 	out := []api.Peer{}
-	for _, m := range members.Members() {
+	for _, m := range members {
 		if m.Local {
 			continue
 		}

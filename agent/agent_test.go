@@ -325,17 +325,28 @@ func TestMetricsEndpoint(t *testing.T) {
 	cfg.MetricsAddress = l.net + "1:0"
 	s := l.startConfig(cfg)
 	l.waitAll(30 * time.Second)
-	resp, err := http.Get("http://" + s.agent.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"tfsite_allocated 1", `tfsite_phase{phase="allocated"} 1`, "tfsite_allocation_commit_seconds_count 1"} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("metrics lack %q", want)
+	// The reconcile loop publishes the commit within a pass (≤ 200 ms after
+	// status shows it): scrape until it is there.
+	want := []string{"tfsite_allocated 1", `tfsite_phase{phase="allocated"} 1`, "tfsite_allocation_commit_seconds_count 1"}
+	var missing []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + s.agent.MetricsAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(b), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return
 		}
 	}
+	t.Errorf("metrics lack %q", missing)
 }
 
 // TestSystemdNotify checks the Type=notify protocol on a real notify socket:

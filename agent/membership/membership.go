@@ -423,19 +423,27 @@ func (m *Membership) peerLocked(name string, n *memberlist.Node) (alloc.Peer, bo
 // Problems lists what an operator should look at: duplicate site names
 // (two nodes claiming one site) and peers with undecodable metadata.
 func (m *Membership) Problems() []string {
+	_, problems := m.View()
+	return problems
+}
+
+// View returns Members() and Problems() from one listing of the members
+// (the status API and metrics want both on every call).
+func (m *Membership) View() ([]Member, []string) {
 	var out []string
 	m.mu.Lock()
 	for _, c := range m.conflicts {
 		out = append(out, c)
 	}
 	m.mu.Unlock()
-	for _, mem := range m.Members() {
+	members := m.Members()
+	for _, mem := range members {
 		if mem.MetaError != "" && mem.State != StateDead && mem.State != StateLeft {
 			out = append(out, fmt.Sprintf("peer %s (%s): %s", mem.Site, mem.Addr, mem.MetaError))
 		}
 	}
 	sort.Strings(out)
-	return out
+	return members, out
 }
 
 // UpdateMeta replaces the local metadata (Site is forced) and gossips it.
