@@ -459,13 +459,22 @@ func (a *Agent) startBringUp(ctx context.Context, cfg config.Config, wg *sync.Wa
 			a.setError(fmt.Errorf("bring-up: %w", err))
 		}
 	})
+	// A pass applies TF's manifest and talks to TF's config API: wake it for
+	// a change of this site's allocation or of the set of BGP peers, not for
+	// every gossip event (hundreds of sites converging make many).
 	wg.Go(func() {
 		memberEv, allocEv := members.Subscribe(), allocator.Subscribe()
+		var peers string
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-memberEv:
+				key := peerSetKey(members.Members())
+				if key == peers {
+					continue
+				}
+				peers = key
 			case <-allocEv:
 			}
 			b.Wake()

@@ -7,10 +7,10 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
@@ -131,15 +131,11 @@ func (s *siteSource) Peers() []tf.Peer {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if table, err := allocator.Table(ctx); err == nil {
-		held := make(map[string]alloc.Allocation, len(table))
+		held := make(map[string]bool, len(table))
 		for _, al := range table {
-			held[al.Site] = al
+			held[al.Site] = true
 		}
-		for site := range s.known {
-			if _, ok := held[site]; !ok {
-				delete(s.known, site)
-			}
-		}
+		maps.DeleteFunc(s.known, func(site string, _ tf.Peer) bool { return !held[site] })
 	} else {
 		s.a.log.Debug("allocation table unavailable; keeping the known peers", "err", err)
 	}
@@ -157,6 +153,18 @@ func tfPeer(m membership.Member) (tf.Peer, bool) {
 		return tf.Peer{}, false
 	}
 	return tf.Peer{Site: m.Site, Address: m.Meta.Underlay, ASN: m.Meta.Alloc.ASN}, true
+}
+
+// peerSetKey identifies the BGP peers gossip shows (site, address, ASN of
+// every remote member holding an allocation), in member order (sorted).
+func peerSetKey(members []membership.Member) string {
+	var b strings.Builder
+	for _, m := range members {
+		if p, ok := tfPeer(m); ok {
+			fmt.Fprintf(&b, "%s %s %d\n", p.Site, p.Address, p.ASN)
+		}
+	}
+	return b.String()
 }
 
 // bringUpStatus maps the component's status onto the API's.

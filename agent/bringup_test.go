@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,10 +16,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/agent/tf/tfcontract"
 	"github.com/tfsite/tfsite/agent/underlay"
@@ -169,3 +172,26 @@ func checkRouter(t *testing.T, vnc *tfcontract.Server, site string, asn uint32, 
 }
 
 func strconvU(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+
+// TestPeerSetKeyIgnoresGossipChurn: bring-up is woken only when the BGP
+// peers change (site, address, ASN), not for gossip state or version churn.
+func TestPeerSetKeyIgnoresGossipChurn(t *testing.T) {
+	al := alloc.Allocation{Site: "b", ASN: 64513}
+	b := membership.Member{Site: "b", State: membership.StateAlive, Meta: membership.Meta{Site: "b", Underlay: netip.MustParseAddr("192.0.2.2"), Alloc: &al}}
+	self := membership.Member{Site: "a", Local: true, Meta: membership.Meta{Site: "a", Alloc: &alloc.Allocation{Site: "a", ASN: 64512}}}
+	noAlloc := membership.Member{Site: "c", State: membership.StateAlive, Meta: membership.Meta{Site: "c", Underlay: netip.MustParseAddr("192.0.2.3")}}
+	base := peerSetKey([]membership.Member{self, b, noAlloc})
+	if base != "b 192.0.2.2 64513\n" {
+		t.Fatalf("key %q: want only the remote member holding an allocation", base)
+	}
+	churn := b
+	churn.State, churn.Meta.Version = membership.StateSuspect, "v2"
+	if k := peerSetKey([]membership.Member{self, churn, noAlloc}); k != base {
+		t.Fatalf("gossip churn changed the key: %q", k)
+	}
+	moved := b
+	moved.Meta.Underlay = netip.MustParseAddr("192.0.2.9")
+	if k := peerSetKey([]membership.Member{self, moved}); k == base {
+		t.Fatal("a peer's new address did not change the key")
+	}
+}
