@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10s}
+# Go 1.26's fuzz coordinator can fail a target with a bare "context deadline
+# exceeded" when -fuzztime runs out while a worker is mid-call, with no failing
+# input (go.dev/issue/75804, fixed in Go 1.27). Fuzzing alone runs on the
+# approved 1.27 toolchain, which the go command fetches from the module proxy
+# once per machine (76 MB, seconds); the module itself stays on Go 1.26.
+# FUZZ_GOTOOLCHAIN=local fuzzes with the machine's own Go.
+export GOTOOLCHAIN=${FUZZ_GOTOOLCHAIN:-go1.27.3}
+echo "fuzz: using $(go version)"
 pattern=${1:-./...}
 n=0
 while read -r pkg; do
