@@ -23,7 +23,6 @@ import (
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
-	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/underlay"
@@ -85,9 +84,9 @@ type Agent struct {
 	under   *underlay.Result
 	members *membership.Membership
 	alloc   *alloc.Allocator
-	bring   *bringup.BringUp // nil when bring-up is off
 
-	bringUpGuard func(*netguard.Guard) bringup.Guard
+	peersMu    sync.Mutex
+	knownPeers map[string]api.BGPPeer // BGPPeers: every site seen with an allocation, until released
 
 	lastLoop  atomic.Int64 // unix nanos of the reconcile loop's last pass
 	closeOnce sync.Once
@@ -187,7 +186,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	wg.Go(func() { errc <- members.Run(ctx) })
 	wg.Go(func() { errc <- allocator.Run(ctx) })
-	a.startBringUp(ctx, cfg, &wg)
 	return a.reconcile(ctx, cfg, errc, heldAtStart, started)
 }
 
@@ -265,7 +263,7 @@ func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config, wg *syn
 // (netguard.DefaultStateDir and oob.DefaultStateDir under the default
 // state dir), relative to the agent's state dir.
 const (
-	NetStateDir = "net"
+	NetStateDir = config.NetStateDir
 	OOBStateDir = "oob"
 )
 
@@ -438,50 +436,6 @@ func (a *Agent) startCore(cfg config.Config) error {
 	return nil
 }
 
-// startBringUp runs bring-up (when configured) on wg, woken by allocation
-// and membership changes. Its failures are reported in status, never fatal:
-// allocation and gossip keep serving the other sites.
-func (a *Agent) startBringUp(ctx context.Context, cfg config.Config, wg *sync.WaitGroup) {
-	b, err := a.newBringUp(cfg)
-	if err != nil {
-		a.setError(err)
-		return
-	}
-	if b == nil {
-		return
-	}
-	a.mu.Lock()
-	a.bring = b
-	members, allocator := a.members, a.alloc
-	a.mu.Unlock()
-	wg.Go(func() {
-		if err := b.Run(ctx); err != nil {
-			a.setError(fmt.Errorf("bring-up: %w", err))
-		}
-	})
-	// A pass applies TF's manifest and talks to TF's config API: wake it for
-	// a change of this site's allocation or of the set of BGP peers, not for
-	// every gossip event (hundreds of sites converging make many).
-	wg.Go(func() {
-		memberEv, allocEv := members.Subscribe(), allocator.Subscribe()
-		var peers string
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-memberEv:
-				key := peerSetKey(members.Members())
-				if key == peers {
-					continue
-				}
-				peers = key
-			case <-allocEv:
-			}
-			b.Wake()
-		}
-	})
-}
-
 // reconcile is the level-triggered loop: on any change (or every few
 // seconds) it re-reads the allocator and membership, publishes the
 // allocation and endpoints into gossip metadata, and updates metrics and
@@ -583,12 +537,12 @@ func (a *Agent) setError(err error) {
 func (a *Agent) Status(ctx context.Context) api.Status {
 	a.mu.Lock()
 	cfg, phase, lastErr, under, members, allocator := a.cfg, a.phase, a.lastErr, a.under, a.members, a.alloc
-	sources, bring := a.sources, a.bring
+	sources := a.sources
 	a.mu.Unlock()
 	st := api.Status{
 		Site: cfg.Site, Phase: phase, Version: version.Version, LastError: lastErr,
 		Voters: cfg.Voters, Voter: slices.Contains(cfg.Voters, cfg.Site), ConfigSources: sources,
-		Peers: []api.Peer{}, BringUp: bringUpStatus(bring),
+		Peers: []api.Peer{}, BringUp: a.bringUpStatus(cfg.BringUp.Enabled, cfg.StateDir),
 	}
 	switch {
 	case under != nil:
@@ -694,12 +648,9 @@ func (a *Agent) Close() error {
 			a.metricLn.Close()
 		}
 		a.mu.Lock()
-		members, allocator, bring := a.members, a.alloc, a.bring
+		members, allocator := a.members, a.alloc
 		a.phase = api.PhaseStopped
 		a.mu.Unlock()
-		if bring != nil {
-			bring.Close()
-		}
 		if allocator != nil {
 			allocator.Close()
 		}

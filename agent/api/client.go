@@ -54,6 +54,16 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return DecodePeers(body)
 }
 
+// BGPPeers fetches GET /v1/bgp-peers.
+func (c *Client) BGPPeers(ctx context.Context) ([]BGPPeer, error) {
+	body, err := c.do(ctx, http.MethodGet, "/v1/bgp-peers")
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return DecodeBGPPeers(body)
+}
+
 // Release asks the agent to free a departed site's allocation.
 func (c *Client) Release(ctx context.Context, site string) error {
 	body, err := c.do(ctx, http.MethodPost, "/v1/sites/"+url.PathEscape(site)+"/release")
@@ -107,6 +117,21 @@ func DecodePeers(r io.Reader) ([]Peer, error) {
 	for i, p := range peers {
 		if p.Site == "" {
 			return nil, fmt.Errorf("decoding agent peers: entry %d has no site name", i)
+		}
+	}
+	return peers, nil
+}
+
+// DecodeBGPPeers decodes a BGP peer list answer: every entry names a site
+// and holds an ASN and a valid address.
+func DecodeBGPPeers(r io.Reader) ([]BGPPeer, error) {
+	var peers []BGPPeer
+	if err := json.NewDecoder(r).Decode(&peers); err != nil {
+		return nil, fmt.Errorf("decoding agent BGP peers: %w", err)
+	}
+	for i, p := range peers {
+		if p.Site == "" || p.ASN == 0 || !p.Address.IsValid() {
+			return nil, fmt.Errorf("decoding agent BGP peers: entry %d (%q) needs a site, an ASN and an address", i, p.Site)
 		}
 	}
 	return peers, nil

@@ -52,6 +52,26 @@ func FuzzDecodePeers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = DecodePeers(bytes.NewReader(b)) })
 }
 
+func FuzzDecodeBGPPeers(f *testing.F) {
+	f.Add([]byte(`[{"site":"b","asn":64514,"address":"192.0.2.11"}]`))
+	f.Add([]byte(`[{"site":"b","asn":0,"address":"192.0.2.11"}]`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		peers, err := DecodeBGPPeers(bytes.NewReader(b))
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error spans lines: %q", err)
+			}
+			return
+		}
+		for _, p := range peers {
+			if p.Site == "" || p.ASN == 0 || !p.Address.IsValid() {
+				t.Fatalf("accepted an incomplete peer: %+v", p)
+			}
+		}
+	})
+}
+
 func FuzzDecodeError(f *testing.F) {
 	f.Add(409, []byte(`{"error":"conflict: x"}`))
 	f.Add(500, []byte(`plain`))

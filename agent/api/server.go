@@ -20,6 +20,9 @@ import (
 type Backend interface {
 	Status(ctx context.Context) Status
 	Peers(ctx context.Context) []Peer
+	// BGPPeers lists the sites to BGP-peer with; ErrUnavailable until
+	// membership and the allocator run.
+	BGPPeers(ctx context.Context) ([]BGPPeer, error)
 	// Release frees a departed site's allocation. Errors should wrap
 	// ErrNotFound, ErrConflict or ErrUnavailable where they apply.
 	Release(ctx context.Context, site string) error
@@ -143,6 +146,17 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 		peers := b.Peers(r.Context())
 		if peers == nil {
 			peers = []Peer{}
+		}
+		writeJSON(w, http.StatusOK, peers)
+	})
+	mux.HandleFunc("GET /v1/bgp-peers", func(w http.ResponseWriter, r *http.Request) {
+		peers, err := b.BGPPeers(r.Context())
+		if err != nil {
+			writeJSON(w, statusCode(err), Error{Error: err.Error()})
+			return
+		}
+		if peers == nil {
+			peers = []BGPPeer{}
 		}
 		writeJSON(w, http.StatusOK, peers)
 	})

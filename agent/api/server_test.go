@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,8 +18,12 @@ import (
 // checks what crosses the socket.
 type tableBackend struct {
 	status   Status
+	bgp      []BGPPeer
+	bgpErr   error
 	released []string
 }
+
+func (b *tableBackend) BGPPeers(context.Context) ([]BGPPeer, error) { return b.bgp, b.bgpErr }
 
 func (b *tableBackend) Status(context.Context) Status { return b.status }
 func (b *tableBackend) Peers(context.Context) []Peer  { return b.status.Peers }
@@ -90,6 +93,25 @@ func TestStatusAndPeersRoundTrip(t *testing.T) {
 	}
 	if len(peers) != 2 || peers[0].Allocation.ASN != 64514 || peers[1].State != StateDead {
 		t.Fatalf("peers round trip = %+v", peers)
+	}
+}
+
+func TestBGPPeersRoundTripAndUnavailable(t *testing.T) {
+	want := []BGPPeer{{Site: "site-b", ASN: 64514, Address: netip.MustParseAddr("192.0.2.11")}}
+	b := &tableBackend{status: sampleStatus(), bgp: want}
+	_, sock := startServer(t, b)
+	c := NewClient(sock)
+	got, err := c.BGPPeers(t.Context())
+	if err != nil || len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("BGPPeers = %+v, %v; want %+v", got, err, want)
+	}
+	b.bgp = nil
+	if got, err := c.BGPPeers(t.Context()); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("no peers: got %#v, %v; want an empty list", got, err)
+	}
+	b.bgpErr = fmt.Errorf("%w: not running the allocator yet", ErrUnavailable)
+	if _, err := c.BGPPeers(t.Context()); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "allocator") {
+		t.Fatalf("unavailable agent: err = %v, want ErrUnavailable with the reason", err)
 	}
 }
 
@@ -165,36 +187,3 @@ func TestClientAgentDown(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	m := NewMetrics()
-	st := sampleStatus()
-	m.Update(Status{Phase: "requesting"})
-	m.Update(st)
-	m.ObserveCommit(1500e6)
-	srv := &http.Server{Handler: m.Handler()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	text := string(b)
-	for _, want := range []string{
-		`tfsite_members{state="alive"} 1`, `tfsite_members{state="dead"} 1`, `tfsite_members{state="suspect"} 0`,
-		`tfsite_phase{phase="allocated"} 1`, "tfsite_allocated 1", "tfsite_asn 64513",
-		"tfsite_allocation_commit_seconds_count 1", "tfsite_gossip_health_score 0", "go_goroutines",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("metrics lack %q", want)
-		}
-	}
-	if strings.Contains(text, `phase="requesting"`) {
-		t.Error("old phase still exported")
-	}
-}

@@ -3,6 +3,7 @@
 //
 //	GET  /v1/status               Status
 //	GET  /v1/peers                []Peer
+//	GET  /v1/bgp-peers            []BGPPeer
 //	POST /v1/sites/{name}/release 204, or an Error
 package api
 
@@ -59,12 +60,19 @@ type Status struct {
 	Problems []string `json:"problems,omitempty"`
 	// ConfigSources lists where the configuration came from, in order applied.
 	ConfigSources []string `json:"configSources,omitempty"`
-	// BringUp is the agent-driven bring-up (kubeadm, TF, vrouter, peering);
-	// nil when bring-up is off.
+	// BringUp is what `tfsite bringup` (its own process) last reported
+	// (kubeadm, TF, vrouter, peering); nil when bring-up is off.
 	BringUp *BringUp `json:"bringUp,omitempty"`
 }
 
-// BringUp reports the site's bring-up (docs/bringup.md).
+// BringUpNotStarted is BringUp.Phase while bring-up is enabled but the
+// bring-up process has not reported yet.
+const BringUpNotStarted = "not-started"
+
+// BringUp reports the site's bring-up (docs/bringup.md). The bring-up
+// process writes it to BringUpStatusFile under the state dir; the agent
+// serves it in Status.
+
 type BringUp struct {
 	// Phase: waiting, preflight-failed, kubeadm, applying, vrouter-guard,
 	// vrouter-reverted, peering, ready or failed.
@@ -76,6 +84,8 @@ type BringUp struct {
 	Vrouter *VrouterOutcome `json:"vrouter,omitempty"`
 	// PeersConfigured counts the other sites configured as BGP peers in TF.
 	PeersConfigured int `json:"peersConfigured"`
+	// Updated is when the bring-up process wrote this report.
+	Updated time.Time `json:"updated,omitzero"`
 }
 
 // BringUpStep is one step's last outcome.
@@ -121,6 +131,15 @@ type Peer struct {
 	Version    string      `json:"version,omitempty"`
 	Voter      bool        `json:"voter,omitempty"`
 	Allocation *Allocation `json:"allocation,omitempty"`
+}
+
+// BGPPeer is a site this site must BGP-peer with: every other site holding
+// a committed allocation, at the underlay address and with the ASN it
+// published in gossip. A departed site stays one until it is released.
+type BGPPeer struct {
+	Site    string     `json:"site"`
+	ASN     uint32     `json:"asn"`
+	Address netip.Addr `json:"address"`
 }
 
 // Error is the body of every non-2xx answer.

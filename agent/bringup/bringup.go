@@ -33,8 +33,9 @@ type Source interface {
 	// Params is false until the allocation AND the underlay are known (the
 	// agent fills Site, ASN, prefixes, address, gateway, interface, NodeName).
 	Params() (kube.SiteParams, bool)
-	// Peers are the other sites holding allocations.
-	Peers() []tf.Peer
+	// Peers are the other sites to BGP-peer with. An error (the agent is
+	// unreachable) leaves TF's peering as it is.
+	Peers(ctx context.Context) ([]tf.Peer, error)
 }
 
 // Guard runs a change inside a netguard window (*netguard.Guard does).
@@ -299,6 +300,9 @@ func (b *BringUp) Pass(ctx context.Context) {
 	p.phase(PhasePeering)
 	n, err := b.reconcilePeering(ctx, params)
 	switch {
+	case errors.Is(err, errNoPeerList):
+		p.wait(StepPeering, err.Error())
+		return
 	case errors.Is(err, tf.ErrLocalRouterMissing):
 		p.wait(StepPeering, fmt.Sprintf("TF's control node %q is not registered in the config API yet: %v", params.NodeName, err))
 		return
@@ -603,6 +607,9 @@ func (c Config) ConfigAPIEndpoint(params kube.SiteParams) string {
 	return "http://" + netip.AddrPortFrom(params.AdvertiseAddress, ConfigAPIPort).String()
 }
 
+// errNoPeerList: the Source could not list the peers; the pass waits.
+var errNoPeerList = errors.New("the peer sites are not known: TF's peering is left as it is")
+
 // reconcilePeering converges TF's BGP configuration on src.Peers(); it
 // returns how many peers are configured.
 func (b *BringUp) reconcilePeering(ctx context.Context, params kube.SiteParams) (int, error) {
@@ -616,7 +623,10 @@ func (b *BringUp) reconcilePeering(ctx context.Context, params kube.SiteParams) 
 		}
 		b.peering, b.peerKey = pr, key
 	}
-	peers := b.src.Peers()
+	peers, err := b.src.Peers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errNoPeerList, err)
+	}
 	ch, err := b.peering.Reconcile(ctx, peers)
 	if !ch.Empty() {
 		b.log.Info("BGP peering changed", "created", ch.Created, "updated", ch.Updated, "deleted", ch.Deleted,

@@ -53,6 +53,8 @@ type source struct {
 	params kube.SiteParams
 	ok     bool
 	peers  []tf.Peer
+	// peersErr: the peer list is unavailable (the agent is unreachable).
+	peersErr error
 }
 
 func (s *source) Params() (kube.SiteParams, bool) {
@@ -61,10 +63,10 @@ func (s *source) Params() (kube.SiteParams, bool) {
 	return s.params, s.ok
 }
 
-func (s *source) Peers() []tf.Peer {
+func (s *source) Peers(context.Context) ([]tf.Peer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.peers)
+	return slices.Clone(s.peers), s.peersErr
 }
 
 func (s *source) set(f func(*source)) {
@@ -351,6 +353,27 @@ func TestBringUpAgainstRealKubeadmAndAPIServer(t *testing.T) {
 		t.Fatalf("gamma still configured (%v), status %s %q peers %d; routers %v", ok, s.Phase, s.Error, s.PeersConfigured, vnc.Routers())
 	}
 	checkPeer(beta)
+
+	// The agent is unreachable: the peer list is unknown, so TF's peering
+	// stays as it is (an empty list would delete every peer) and the pass waits.
+	src.set(func(s *source) { s.peersErr = errors.New("agent down") })
+	vnc.ResetCalls()
+	n = b.Status().Passes
+	b.Wake()
+	s2 := waitPass(t, b, n, "peer list unavailable", func(Status) bool { return true })
+	if s2.Phase != PhaseWaiting || !strings.Contains(s2.Waiting, "agent down") || vnc.Writes() != 0 {
+		t.Fatalf("peer list unavailable: phase %s waiting %q, %d TF writes (%v)", s2.Phase, s2.Waiting, vnc.Writes(), vnc.Calls())
+	}
+	if _, _, ok := vnc.Router("tfsite-beta"); !ok {
+		t.Fatal("beta's bgp-router removed while the peer list was unknown")
+	}
+	src.set(func(s *source) { s.peersErr = nil })
+	n = b.Status().Passes
+	b.Wake()
+	s = waitPass(t, b, n, "ready after the agent is back", func(Status) bool { return true })
+	if s.Phase != PhaseReady || s.PeersConfigured != 1 {
+		t.Fatalf("after the agent is back: phase %s %q peers %d", s.Phase, s.Error, s.PeersConfigured)
+	}
 	want := []string{StepParams, StepKubeadm, StepApply, StepVrouter, StepPeering}
 	var got []string
 	for _, st := range s.Steps {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -12,6 +13,15 @@ import (
 // validate reports every problem of the bringUp section, one line each. The
 // section is checked even when bring-up is off, so a typo is found before
 // someone turns it on.
+// Validate reports every problem of the bringUp section at once (the
+// bring-up process checks only its own section).
+func (b BringUp) Validate() error {
+	if errs := b.validate(); len(errs) > 0 {
+		return fmt.Errorf("%w:\n%w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
 func (b BringUp) validate() []error {
 	var errs []error
 	add := func(field, format string, a ...any) {

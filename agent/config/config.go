@@ -19,6 +19,16 @@ import (
 	"github.com/tfsite/tfsite/agent/underlay"
 )
 
+// Subdirectories of StateDir.
+const (
+	// NetStateDir holds the pending and journalled network changes of
+	// `tfsite net` and of bring-up's guarded vrouter start.
+	NetStateDir = "net"
+	// BringUpStateDir holds bring-up's files (kubeadm.yaml, logs, the
+	// vrouter marker, the status report the agent serves).
+	BringUpStateDir = "bringup"
+)
+
 // Default locations of the appliance.
 const (
 	DefaultFile           = "/etc/tfsite/config.yaml"

@@ -1,21 +1,16 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"runtime"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tfsite/tfsite/agent"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/peering"
+	"github.com/tfsite/tfsite/cmd/internal/cli"
 )
 
 func init() {
@@ -26,168 +21,16 @@ func init() {
 }
 
 // Exit codes of the agent and API commands (documented in their --help).
+// Exit codes of the agent-facing commands (cli.Exit*).
 const (
-	exitBadConfig    = 2
-	exitAgentDown    = 3
-	exitNotFound     = 4
-	exitRefused      = 5
-	exitNotAllocated = 6
+	exitBadConfig    = cli.ExitBadConfig
+	exitAgentDown    = cli.ExitAgentDown
+	exitNotFound     = cli.ExitNotFound
+	exitRefused      = cli.ExitRefused
+	exitNotAllocated = cli.ExitNotAllocated
 )
 
 // agentFlags are the flags of `tfsite agent`; set ones override every source.
-type agentFlags struct {
-	configFile, cmdline, nocloud, logLevel                             string
-	site, bind, advertise, keyFile, stateDir, socket, metrics, profile string
-	seeds, voters                                                      []string
-	noUnderlay                                                         bool
-}
-
-func newAgentCmd() *cobra.Command {
-	var f agentFlags
-	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: "Run the node agent: discover the underlay, join peers, hold a unique ASN and prefixes, bring the site up",
-		Long: `Run the tfsite node agent in the foreground (systemd runs it as Type=notify).
-
-The configuration is layered, each source overriding the ones before it:
-  1. built-in defaults
-  2. the config file (--config, default /etc/tfsite/config.yaml; may be absent)
-  3. the "tfsite:" key of a NoCloud seed's user-data (volume labelled cidata)
-  4. the kernel command line (tfsite.site=, tfsite.seeds=, tfsite.config=, ...)
-  5. the flags below
-See docs/config.md for every field. Without a site name from any source the
-agent waits in the "needs-configuration" phase (shown by tfsite status) and
-re-reads its sources every few seconds.
-
-The agent tells systemd READY=1 once the site holds a committed allocation, and
-pings the watchdog while its loops are alive. Logs go to stderr. Go code runs
-on one thread unless GOMAXPROCS is set.
-
-With bringUp.enabled (the appliance image's /etc/tfsite/config.yaml, or
-tfsite.bringup=on) the agent then brings the site up from its allocation:
-preflight (RAM, disk, kernel, runtime, versions), kubeadm init, Tungsten
-Fabric's manifest (server-side apply), TF's vrouter started inside a guarded
-network window (reverted and kept off the node if the host loses its underlay
-gateway), and TF BGP peering with every other site. tfsite status shows each
-step (docs/bringup.md).
-
-Examples:
-  # a one-site lab: this site is the only voter
-  tfsite agent --site lab-a --voters lab-a --no-underlay --bind 192.0.2.10
-
-  # join an existing fleet through a seed, three voters
-  tfsite agent --config /etc/tfsite/config.yaml --seeds 10.0.0.11 --voters a,b,c
-
-Exit codes:
-  0  stopped by SIGINT/SIGTERM
-  1  runtime failure (e.g. the gossip port is in use)
-  2  invalid configuration (every problem is listed, one per line)`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, f) },
-	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.configFile, "config", "", "config file (default "+config.DefaultFile+", optional when not given)")
-	fl.StringVar(&f.cmdline, "cmdline", "/proc/cmdline", "kernel command line to read tfsite.* keys from (\"\" to ignore)")
-	fl.StringVar(&f.nocloud, "nocloud", "auto", "NoCloud seed: auto (volume labelled cidata), a directory holding user-data, or off")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&f.site, "site", "", "site name")
-	fl.StringSliceVar(&f.seeds, "seeds", nil, "seed addresses host[:port], comma-separated")
-	fl.StringSliceVar(&f.voters, "voters", nil, "voter site names, comma-separated (the same on every site)")
-	fl.StringVar(&f.bind, "bind", "", "gossip bind address[:port]")
-	fl.StringVar(&f.advertise, "advertise", "", "gossip advertise address[:port]")
-	fl.StringVar(&f.keyFile, "key-file", "", "gossip key file (base64, 16/24/32 bytes)")
-	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (default "+config.DefaultStateDir+")")
-	fl.StringVar(&f.socket, "socket", "", "API socket (default "+config.DefaultAPISocket+")")
-	fl.StringVar(&f.metrics, "metrics", "", "metrics host:port, or off")
-	fl.StringVar(&f.profile, "gossip-profile", "", "gossip timers: lan, wan or local")
-	fl.BoolVar(&f.noUnderlay, "no-underlay", false, "skip underlay (DHCP) discovery")
-	return cmd
-}
-
-// load reads every source and applies the flags that were set.
-func (f agentFlags) load(ctx context.Context, cmd *cobra.Command) (config.Loaded, error) {
-	src := config.Sources{File: config.DefaultFile, Cmdline: f.cmdline}
-	if f.configFile != "" {
-		src.File, src.FileRequired = f.configFile, true
-	}
-	switch f.nocloud {
-	case "off", "":
-	case "auto":
-		src.NoCloud = config.NoCloudLabel{}
-	default:
-		src.NoCloud = config.NoCloudDir(f.nocloud)
-	}
-	l, err := config.Load(ctx, src)
-	if err != nil {
-		return l, err
-	}
-	var params config.CmdlineParams
-	set := func(flag, key, value string) {
-		if cmd.Flags().Changed(flag) {
-			params = append(params, config.CmdlineParam{Key: key, Value: value})
-		}
-	}
-	set("site", "site", f.site)
-	set("seeds", "seeds", strings.Join(f.seeds, ","))
-	set("voters", "voters", strings.Join(f.voters, ","))
-	set("bind", "bind", f.bind)
-	set("advertise", "advertise", f.advertise)
-	set("key-file", "keyfile", f.keyFile)
-	set("state-dir", "statedir", f.stateDir)
-	set("metrics", "metrics", f.metrics)
-	if f.noUnderlay {
-		params = append(params, config.CmdlineParam{Key: "underlay", Value: "off"})
-	}
-	if len(params) > 0 {
-		if err := params.Apply(&l.Config); err != nil {
-			return l, fmt.Errorf("%w: flags: %w", config.ErrInvalid, err)
-		}
-		l.Applied = append(l.Applied, "flags")
-	}
-	if f.socket != "" {
-		l.Config.APISocket = f.socket
-	}
-	if f.profile != "" {
-		l.Config.Gossip.Profile = f.profile
-	}
-	return l, nil
-}
-
-func runAgent(cmd *cobra.Command, f agentFlags) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return withCode(exitBadConfig, fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel))
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	// The Go defaults (GOGC=100, 4 MB minimum heap target) are kept on
-	// purpose: GOGC=50 saved ~0.7 MB RSS per agent but cost ~30% more CPU in
-	// bench-alloc (docs/benchmarks.md); GOGC/GOMEMLIMIT still apply.
-	// One Go thread unless GOMAXPROCS says otherwise: the agent waits on the
-	// network, and one P halves its CPU (idle fleet of 100: 31% vs 65% of a
-	// core) and let 500 agents share 2 cores (docs/benchmarks.md).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
-	ctx := cmd.Context()
-	l, err := f.load(ctx, cmd)
-	if err != nil {
-		if errors.Is(err, config.ErrInvalid) {
-			return withCode(exitBadConfig, err)
-		}
-		return err
-	}
-	a, err := agent.New(l.Config, log, agent.WithConfigSources(l.Applied),
-		agent.WithReload(func(ctx context.Context) (config.Loaded, error) { return f.load(ctx, cmd) }))
-	if err != nil {
-		if errors.Is(err, config.ErrInvalid) {
-			return withCode(exitBadConfig, err)
-		}
-		return err
-	}
-	defer a.Close()
-	return a.Run(ctx)
-}
-
 func clientCode(err error) error {
 	switch {
 	case errors.Is(err, api.ErrAgentDown):
@@ -198,6 +41,19 @@ func clientCode(err error) error {
 		return withCode(exitRefused, err)
 	}
 	return err
+}
+
+func newAgentCmd() *cobra.Command {
+	var f cli.AgentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: cli.AgentShort,
+		Long:  cli.AgentLong,
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return f.Run(cmd.Context()) },
+	}
+	f.Register(cmd.Flags())
+	return cmd
 }
 
 func printJSON(cmd *cobra.Command, v any) error {

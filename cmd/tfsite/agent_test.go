@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/tfsite/tfsite/agent"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
@@ -29,45 +27,6 @@ func TestAgentCommandsHelpTeaches(t *testing.T) {
 		if !strings.Contains(out, "Examples:") || !strings.Contains(out, "Exit codes:") {
 			t.Errorf("%v --help lacks examples or exit codes:\n%s", args, out)
 		}
-	}
-}
-
-func TestAgentFlagsOverrideSources(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "config.yaml")
-	os.WriteFile(file, []byte("site: from-file\nvoters: [from-file]\nstateDir: /srv/x\n"), 0o644)
-	cmdline := filepath.Join(dir, "cmdline")
-	os.WriteFile(cmdline, []byte("tfsite.site=from-cmdline tfsite.seeds=10.0.0.9\n"), 0o644)
-	cmd := newAgentCmd()
-	if err := cmd.ParseFlags([]string{"--config", file, "--cmdline", cmdline, "--nocloud", "off", "--site", "from-flag", "--voters", "a,b", "--no-underlay", "--socket", "/tmp/x.sock"}); err != nil {
-		t.Fatal(err)
-	}
-	f := flagsOf(t, cmd)
-	l, err := f.load(context.Background(), cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := l.Config
-	if c.Site != "from-flag" || strings.Join(c.Voters, ",") != "a,b" || c.StateDir != "/srv/x" || c.Gossip.Seeds[0] != "10.0.0.9" || !c.Underlay.Disabled || c.APISocket != "/tmp/x.sock" {
-		t.Fatalf("layered config = %+v", c)
-	}
-	if got := strings.Join(l.Applied, ";"); !strings.Contains(got, "file") || !strings.Contains(got, "cmdline") || !strings.HasSuffix(got, "flags") {
-		t.Errorf("sources = %q", got)
-	}
-}
-
-// flagsOf reads the parsed flags back into agentFlags, as RunE would see them.
-func flagsOf(t *testing.T, cmd *cobra.Command) agentFlags {
-	t.Helper()
-	fl := cmd.Flags()
-	get := func(name string) string { v, _ := fl.GetString(name); return v }
-	list := func(name string) []string { v, _ := fl.GetStringSlice(name); return v }
-	nu, _ := fl.GetBool("no-underlay")
-	return agentFlags{
-		configFile: get("config"), cmdline: get("cmdline"), nocloud: get("nocloud"), logLevel: get("log-level"),
-		site: get("site"), bind: get("bind"), advertise: get("advertise"), keyFile: get("key-file"),
-		stateDir: get("state-dir"), socket: get("socket"), metrics: get("metrics"), profile: get("gossip-profile"),
-		seeds: list("seeds"), voters: list("voters"), noUnderlay: nu,
 	}
 }
 

@@ -48,7 +48,7 @@ func TestDiscoverUsageErrorsExit2(t *testing.T) {
 		root.SetArgs(args)
 		err := root.Execute()
 		var ee *exitError
-		if !errors.As(err, &ee) || ee.code != exitDiscoverUsage {
+		if !errors.As(err, &ee) || ee.Code != exitDiscoverUsage {
 			t.Errorf("%v: err = %v, want exit code %d", args, err, exitDiscoverUsage)
 		}
 	}

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tfsite/tfsite/cmd/internal/cli"
 	"github.com/tfsite/tfsite/internal/version"
 )
 
@@ -23,21 +23,10 @@ var subcommands []func() *cobra.Command
 func register(f func() *cobra.Command) { subcommands = append(subcommands, f) }
 
 // exitError carries a documented exit code out of a subcommand.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
+type exitError = cli.ExitError
 
 // withCode wraps err so that main exits with code.
-func withCode(code int, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &exitError{code: code, err: err}
-}
+func withCode(code int, err error) error { return cli.WithCode(code, err) }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -72,13 +61,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
-	if err == nil {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "tfsite:", err)
-	var ee *exitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.code)
-	}
-	os.Exit(1)
+	cli.Exit("tfsite", err)
 }

@@ -16,9 +16,10 @@ import (
 // fixedAgent is an api.Backend answering with a fixed status.
 type fixedAgent struct{ st api.Status }
 
-func (b *fixedAgent) Status(context.Context) api.Status     { return b.st }
-func (b *fixedAgent) Peers(context.Context) []api.Peer      { return b.st.Peers }
-func (b *fixedAgent) Release(context.Context, string) error { return api.ErrConflict }
+func (b *fixedAgent) Status(context.Context) api.Status               { return b.st }
+func (b *fixedAgent) Peers(context.Context) []api.Peer                { return b.st.Peers }
+func (b *fixedAgent) Release(context.Context, string) error           { return api.ErrConflict }
+func (b *fixedAgent) BGPPeers(context.Context) ([]api.BGPPeer, error) { return nil, api.ErrUnavailable }
 
 // serveAgent serves st on a real API socket, as `tfsite agent` does.
 func serveAgent(t *testing.T, st api.Status) string {

@@ -23,7 +23,7 @@ func runCmd(t *testing.T, args ...string) (string, error) {
 func exitCode(err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
-		return ee.code
+		return ee.Code
 	}
 	if err != nil {
 		return 1

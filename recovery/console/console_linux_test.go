@@ -83,8 +83,9 @@ func (backend) Status(context.Context) api.Status {
 		BringUp: &api.BringUp{Phase: "vrouter-reverted", Error: "vrouter start reverted; delete /var/lib/tfsite/bringup/vrouter-evicted.json to retry",
 			Vrouter: &api.VrouterOutcome{Reason: "gateway 10.0.0.1 unreachable for 10s"}}}
 }
-func (backend) Peers(context.Context) []api.Peer      { return nil }
-func (backend) Release(context.Context, string) error { return nil }
+func (backend) Peers(context.Context) []api.Peer                { return nil }
+func (backend) Release(context.Context, string) error           { return nil }
+func (backend) BGPPeers(context.Context) ([]api.BGPPeer, error) { return nil, nil }
 
 // TestConsoleEveryEntryOverPTY drives every menu entry through an 80x24
 // pseudo-terminal, against a real netguard in a network namespace and the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,12 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
-	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/agent/tf/tfcontract"
 	"github.com/tfsite/tfsite/agent/underlay"
@@ -48,13 +45,14 @@ type answeringProber struct{}
 func (answeringProber) ARP(context.Context, netguard.Target) error   { return nil }
 func (answeringProber) Reach(context.Context, netguard.Target) error { return nil }
 
-// TestBringUpFollowsMembership runs the whole agent with bring-up on: three
-// in-process sites, site-a driving a real etcd + kube-apiserver (its
-// kubeconfig exists, so kubeadm init is not run) and TF's config API
+// TestBringUpFollowsMembership runs three in-process agents and, for site-a,
+// the bring-up process (bringup.Daemon) talking to its agent over the API
+// socket only, as tfsite-bringup.service does: a real etcd + kube-apiserver
+// (the kubeconfig exists, so kubeadm init is not run) and TF's config API
 // (contract server). The TF objects carry site-a's allocation and underlay;
 // the other sites become BGP peers with their gossip-published ASNs and
-// addresses; status reports bring-up; a released site's peer is removed,
-// while a departed but unreleased one would stay.
+// addresses; the agent's status carries the daemon's report; a departed site
+// stays a peer until it is released, then its peering is removed.
 func TestBringUpFollowsMembership(t *testing.T) {
 	bin := testrig.KubeBin(t, kube.KubernetesVersion, "kube-apiserver")
 	testrig.KubeBin(t, kube.KubernetesVersion, "etcd")
@@ -86,10 +84,31 @@ func TestBringUpFollowsMembership(t *testing.T) {
 	cfg.BringUp.VrouterStart = 0 // no vrouter in this test
 	cfg.BringUp.Interval = config.Duration(time.Second)
 	k := &fixedKernel{}
-	l.startConfig(cfg, WithDiscover(discover), WithNetGuard(netguard.WithKernel(k), netguard.WithProber(answeringProber{})))
+	l.startConfig(cfg, WithDiscover(discover))
 	l.start("site-b", 2)
 	l.start("site-c", 3)
 	all := l.waitAll(60 * time.Second)
+
+	// Before the bring-up process reports, status says it has not started.
+	if st, err := l.status("site-a"); err != nil || st.BringUp == nil || st.BringUp.Phase != api.BringUpNotStarted {
+		t.Fatalf("status before the bring-up process: %+v (%v), want phase %s", st.BringUp, err, api.BringUpNotStarted)
+	}
+	d, err := bringup.NewDaemon(cfg, testLogger(t, "site-a/bringup"),
+		bringup.WithNetGuard(netguard.WithKernel(k), netguard.WithProber(answeringProber{})), bringup.WithPoll(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon Run: %v", err)
+		}
+		d.Close()
+		d.Close()
+	})
 
 	// Bring-up converges: ready, both peers configured in TF.
 	var st api.Status
@@ -130,8 +149,12 @@ func TestBringUpFollowsMembership(t *testing.T) {
 		checkRouter(t, vnc, peer, all[peer].Allocation.ASN, l.sites[peer].cfg.Gossip.BindAddress)
 	}
 
-	// site-c leaves for good and is released: its peering goes.
+	// site-c leaves: it stays a BGP peer until it is released, then its
+	// peering goes.
 	l.stop("site-c")
+	if peers, err := api.NewClient(cfg.APISocket).BGPPeers(t.Context()); err != nil || !slices.ContainsFunc(peers, func(p api.BGPPeer) bool { return p.Site == "site-c" }) {
+		t.Fatalf("departed, unreleased site-c is no longer a BGP peer: %+v (%v)", peers, err)
+	}
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		err := api.NewClient(cfg.APISocket).Release(t.Context(), "site-c")
@@ -172,26 +195,3 @@ func checkRouter(t *testing.T, vnc *tfcontract.Server, site string, asn uint32, 
 }
 
 func strconvU(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
-
-// TestPeerSetKeyIgnoresGossipChurn: bring-up is woken only when the BGP
-// peers change (site, address, ASN), not for gossip state or version churn.
-func TestPeerSetKeyIgnoresGossipChurn(t *testing.T) {
-	al := alloc.Allocation{Site: "b", ASN: 64513}
-	b := membership.Member{Site: "b", State: membership.StateAlive, Meta: membership.Meta{Site: "b", Underlay: netip.MustParseAddr("192.0.2.2"), Alloc: &al}}
-	self := membership.Member{Site: "a", Local: true, Meta: membership.Meta{Site: "a", Alloc: &alloc.Allocation{Site: "a", ASN: 64512}}}
-	noAlloc := membership.Member{Site: "c", State: membership.StateAlive, Meta: membership.Meta{Site: "c", Underlay: netip.MustParseAddr("192.0.2.3")}}
-	base := peerSetKey([]membership.Member{self, b, noAlloc})
-	if base != "b 192.0.2.2 64513\n" {
-		t.Fatalf("key %q: want only the remote member holding an allocation", base)
-	}
-	churn := b
-	churn.State, churn.Meta.Version = membership.StateSuspect, "v2"
-	if k := peerSetKey([]membership.Member{self, churn, noAlloc}); k != base {
-		t.Fatalf("gossip churn changed the key: %q", k)
-	}
-	moved := b
-	moved.Meta.Underlay = netip.MustParseAddr("192.0.2.9")
-	if k := peerSetKey([]membership.Member{self, moved}); k == base {
-		t.Fatal("a peer's new address did not change the key")
-	}
-}

@@ -1,0 +1,298 @@
+package bringup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/tf"
+	"github.com/tfsite/tfsite/recovery/netguard"
+)
+
+// ErrDisabled: the config has bring-up off (bringUp.enabled: false).
+var ErrDisabled = errors.New("bring-up is off: set bringUp.enabled: true in the config or tfsite.bringup=on on the kernel command line")
+
+// DefaultPoll is how often the daemon asks the agent for changes.
+const DefaultPoll = time.Second
+
+// Daemon is the bring-up process (`tfsite bringup`, tfsite-bringup.service).
+// It runs apart from the agent so that the agent — gossip, allocation, the
+// API — stays small and keeps serving the other sites whatever bring-up's
+// Kubernetes client does. It reads what the agent knows through the agent's
+// API socket (this site's allocation and underlay, the BGP peers), wakes a
+// BringUp pass when that changes, and reports BringUp's status in
+// api.BringUpStatusFile, which the agent serves in its status.
+type Daemon struct {
+	log      *slog.Logger
+	cfg      config.Config
+	poll     time.Duration
+	stateDir string
+	client   *api.Client
+	src      *apiSource
+	b        *BringUp
+
+	netOpts   []netguard.Option
+	wrapGuard func(*netguard.Guard) Guard
+
+	closeOnce sync.Once
+}
+
+// DaemonOption adjusts a Daemon (tests).
+type DaemonOption func(*Daemon)
+
+// WithNetGuard passes options (kernel, prober seams) to the netguard.Guard
+// that reverts a vrouter start which cuts the host off.
+func WithNetGuard(opts ...netguard.Option) DaemonOption {
+	return func(d *Daemon) { d.netOpts = append(d.netOpts, opts...) }
+}
+
+// WithGuard wraps the guard (tests run it inside a network namespace).
+func WithGuard(f func(*netguard.Guard) Guard) DaemonOption {
+	return func(d *Daemon) { d.wrapGuard = f }
+}
+
+// WithPoll sets how often the agent is asked for changes.
+func WithPoll(p time.Duration) DaemonOption {
+	return func(d *Daemon) { d.poll = p }
+}
+
+// FromConfig maps the site config's bringUp section onto a Config.
+func FromConfig(cfg config.Config) Config {
+	b := cfg.BringUp
+	bc := Default()
+	bc.StateDir = filepath.Join(cfg.StateDir, config.BringUpStateDir)
+	bc.Kubeconfig, bc.Kubeadm, bc.KubeadmArgs = b.Kubeconfig, b.Kubeadm, slices.Clone(b.KubeadmArgs)
+	bc.Preflight = !b.Preflight.Skip
+	pc := kube.DefaultPreflightConfig()
+	if b.Preflight.MinMemoryGiB > 0 {
+		pc.MinMemory = b.Preflight.MinMemoryGiB * kube.GiB
+	}
+	if b.Preflight.MinDiskGB > 0 {
+		pc.MinDisk = b.Preflight.MinDiskGB * kube.GB
+	}
+	if b.Preflight.MinCPUs > 0 {
+		pc.MinCPUs = b.Preflight.MinCPUs
+	}
+	if b.Preflight.TFRelease != "" {
+		pc.TFRelease = b.Preflight.TFRelease
+	}
+	pc.Kubeadm = b.Kubeadm
+	bc.PreflightConfig = pc
+	bc.TFRegistry, bc.TFTag, bc.ConfigAPI = b.TFRegistry, b.TFTag, b.ConfigAPI
+	bc.GuardWindow, bc.VrouterStart = time.Duration(b.GuardWindow), time.Duration(b.VrouterStart)
+	bc.ProbeTargets, bc.Interval = slices.Clone(b.ProbeTargets), time.Duration(b.Interval)
+	return bc
+}
+
+// NewDaemon builds the bring-up process's parts from the site config; it
+// returns ErrDisabled when bring-up is off. The guard shares the state dir
+// of `tfsite net` (config.NetStateDir), so a crash during the vrouter start
+// is reverted at the next boot like any other pending change.
+func NewDaemon(cfg config.Config, log *slog.Logger, opts ...DaemonOption) (*Daemon, error) {
+	if !cfg.BringUp.Enabled {
+		return nil, ErrDisabled
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{log: log, cfg: cfg, poll: DefaultPoll, stateDir: cfg.StateDir, client: api.NewClient(cfg.APISocket)}
+	for _, o := range opts {
+		o(d)
+	}
+	if d.poll <= 0 {
+		d.poll = DefaultPoll
+	}
+	bc := FromConfig(cfg)
+	guard, err := netguard.New(bc.GuardConfig(filepath.Join(cfg.StateDir, config.NetStateDir)), log.With("component", "netguard"), d.netOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("bring-up guard: %w", err)
+	}
+	var g Guard = guard
+	if d.wrapGuard != nil {
+		g = d.wrapGuard(guard)
+	}
+	d.src = &apiSource{client: d.client, log: log}
+	b, err := New(bc, d.src, g, log)
+	if err != nil {
+		return nil, err
+	}
+	d.b = b
+	return d, nil
+}
+
+// BringUp is the driver the daemon runs.
+func (d *Daemon) BringUp() *BringUp { return d.b }
+
+// Run runs bring-up until ctx is done (it returns nil then): every poll it
+// reads the agent's status, wakes a pass when this site's allocation or
+// underlay or the BGP peers changed, and writes the bring-up report when it
+// changed.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.b.Run(ctx) }()
+	t := time.NewTicker(d.poll)
+	defer t.Stop()
+	var key, reported string
+	agentDown := false
+	for {
+		qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := d.client.Status(qctx)
+		qcancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if !agentDown {
+				d.log.Warn("agent unreachable; bring-up keeps what it knew", "err", err)
+			}
+			agentDown = true
+		case err == nil:
+			if agentDown {
+				d.log.Info("agent reachable again")
+			}
+			agentDown = false
+			d.src.set(st)
+			if k := wakeKey(st); k != key {
+				key = k
+				d.b.Wake()
+			}
+		}
+		reported = d.report(reported)
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-done
+			d.report(reported)
+			return nil
+		case err := <-done:
+			d.report(reported)
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// report writes BringUp's status when it changed since last (the previous
+// report's encoding) and returns the new encoding.
+func (d *Daemon) report(last string) string {
+	rep := Report(d.b.Status())
+	enc, _ := json.Marshal(rep)
+	if string(enc) == last {
+		return last
+	}
+	rep.Updated = time.Now().UTC()
+	if err := api.WriteBringUp(d.stateDir, rep); err != nil {
+		d.log.Warn("bring-up report not written", "err", err)
+		return last
+	}
+	return string(enc)
+}
+
+// Close stops Run; safe to call twice.
+func (d *Daemon) Close() { d.closeOnce.Do(d.b.Close) }
+
+// Report maps a Status onto the API's report.
+func Report(st Status) *api.BringUp {
+	out := &api.BringUp{Phase: st.Phase, Error: st.Error, PeersConfigured: st.PeersConfigured}
+	for _, s := range st.Steps {
+		out.Steps = append(out.Steps, api.BringUpStep{Name: s.Name, OK: s.OK, Detail: s.Detail, At: s.At})
+	}
+	if v := st.Vrouter; v != nil {
+		out.Vrouter = &api.VrouterOutcome{Confirmed: v.Confirmed, Reason: v.Reason, Ended: v.Ended}
+	}
+	return out
+}
+
+// wakeKey identifies what a pass depends on in the agent's status: this
+// site's allocation and underlay and the BGP peers gossip shows (site,
+// underlay, ASN of every peer holding an allocation). Gossip state and
+// version churn do not change it.
+func wakeKey(st api.Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", st.Site)
+	if a := st.Allocation; a != nil {
+		fmt.Fprintf(&b, "alloc %d %s %s %s\n", a.ASN, a.Pod, a.Service, a.Fabric)
+	}
+	if u := st.Underlay; u != nil {
+		fmt.Fprintf(&b, "underlay %s %s %s\n", u.Interface, u.Address, u.Gateway)
+	}
+	for _, p := range st.Peers {
+		if p.Allocation != nil && p.Underlay != "" {
+			fmt.Fprintf(&b, "peer %s %s %d\n", p.Site, p.Underlay, p.Allocation.ASN)
+		}
+	}
+	return b.String()
+}
+
+// apiSource is the Source the daemon hands BringUp: the agent's last status
+// and its BGP peer list, both read through the agent's API.
+type apiSource struct {
+	client *api.Client
+	log    *slog.Logger
+
+	mu sync.Mutex
+	st *api.Status
+}
+
+var _ Source = (*apiSource)(nil)
+
+func (s *apiSource) set(st api.Status) {
+	s.mu.Lock()
+	s.st = &st
+	s.mu.Unlock()
+}
+
+// Params implements Source: false until the agent reported an allocation
+// and a discovered underlay (address, gateway, interface).
+func (s *apiSource) Params() (kube.SiteParams, bool) {
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	if st == nil {
+		return kube.SiteParams{}, false
+	}
+	return paramsFromStatus(*st)
+}
+
+// paramsFromStatus builds the site parameters from the agent's status.
+func paramsFromStatus(st api.Status) (kube.SiteParams, bool) {
+	al, u := st.Allocation, st.Underlay
+	if al == nil || u == nil || u.Disabled {
+		return kube.SiteParams{}, false
+	}
+	addr, err1 := netip.ParsePrefix(u.Address)
+	gw, err2 := netip.ParseAddr(u.Gateway)
+	if err1 != nil || err2 != nil {
+		return kube.SiteParams{}, false
+	}
+	return kube.SiteParams{
+		Site: st.Site, ASN: al.ASN, Pod: al.Pod, Service: al.Service, Fabric: al.Fabric,
+		AdvertiseAddress: addr.Addr(), Gateway: gw, PhysicalInterface: u.Interface,
+	}, true
+}
+
+// Peers implements Source through GET /v1/bgp-peers.
+func (s *apiSource) Peers(ctx context.Context) ([]tf.Peer, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	peers, err := s.client.BGPPeers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("asking the agent for the BGP peers: %w", err)
+	}
+	out := make([]tf.Peer, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, tf.Peer{Site: p.Site, Address: p.Address, ASN: p.ASN})
+	}
+	return out, nil
+}

@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tfsite/tfsite/agent"
+	"github.com/tfsite/tfsite/agent/config"
+)
+
+// Sources are the flags that choose where the layered configuration comes
+// from (docs/config.md); the agent and the bring-up process read the same.
+type Sources struct {
+	ConfigFile, Cmdline, NoCloud string
+}
+
+// AddFlags registers --config, --cmdline and --nocloud.
+func (s *Sources) AddFlags(fl *pflag.FlagSet) {
+	fl.StringVar(&s.ConfigFile, "config", "", "config file (default "+config.DefaultFile+", optional when not given)")
+	fl.StringVar(&s.Cmdline, "cmdline", "/proc/cmdline", "kernel command line to read tfsite.* keys from (\"\" to ignore)")
+	fl.StringVar(&s.NoCloud, "nocloud", "auto", "NoCloud seed: auto (volume labelled cidata), a directory holding user-data, or off")
+}
+
+// Load reads and layers the sources (without validating the result).
+func (s Sources) Load(ctx context.Context) (config.Loaded, error) {
+	src := config.Sources{File: config.DefaultFile, Cmdline: s.Cmdline}
+	if s.ConfigFile != "" {
+		src.File, src.FileRequired = s.ConfigFile, true
+	}
+	switch s.NoCloud {
+	case "off", "":
+	case "auto":
+		src.NoCloud = config.NoCloudLabel{}
+	default:
+		src.NoCloud = config.NoCloudDir(s.NoCloud)
+	}
+	return config.Load(ctx, src)
+}
+
+// Logger builds the stderr logger for --log-level.
+func Logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, WithCode(ExitBadConfig, fmt.Errorf("--log-level %q: use debug, info, warn or error", level))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// ConfigCode gives an invalid configuration its exit code.
+func ConfigCode(err error) error {
+	if errors.Is(err, config.ErrInvalid) {
+		return WithCode(ExitBadConfig, err)
+	}
+	return err
+}
+
+// AgentShort is the agent command's one-line summary.
+const AgentShort = "Run the node agent: discover the underlay, join peers, hold a unique ASN and prefixes"
+
+// AgentLong is the agent command's help.
+const AgentLong = `Run the tfsite node agent in the foreground (systemd runs it as Type=notify).
+The appliance runs it as the small tfsite-agent binary (the same command
+without the rest of the CLI: tfsite-agent --help); tfsite agent is the same.
+
+The configuration is layered, each source overriding the ones before it:
+  1. built-in defaults
+  2. the config file (--config, default /etc/tfsite/config.yaml; may be absent)
+  3. the "tfsite:" key of a NoCloud seed's user-data (volume labelled cidata)
+  4. the kernel command line (tfsite.site=, tfsite.seeds=, tfsite.config=, ...)
+  5. the flags below
+See docs/config.md for every field. Without a site name from any source the
+agent waits in the "needs-configuration" phase (shown by tfsite status) and
+re-reads its sources every few seconds.
+
+The agent tells systemd READY=1 once the site holds a committed allocation, and
+pings the watchdog while its loops are alive. Logs go to stderr. Go code runs
+on one thread unless GOMAXPROCS is set.
+
+Bringing the site up from the allocation (preflight, kubeadm init, Tungsten
+Fabric, the guarded vrouter start, BGP peering) is another process, tfsite
+bringup, which reads this agent's API socket; tfsite status shows its report
+(docs/bringup.md).
+
+Examples:
+  # a one-site lab: this site is the only voter
+  tfsite agent --site lab-a --voters lab-a --no-underlay --bind 192.0.2.10
+
+  # join an existing fleet through a seed, three voters
+  tfsite agent --config /etc/tfsite/config.yaml --seeds 10.0.0.11 --voters a,b,c
+
+Exit codes:
+  0  stopped by SIGINT/SIGTERM
+  1  runtime failure (e.g. the gossip port is in use)
+  2  invalid configuration (every problem is listed, one per line)`
+
+// AgentFlags are the agent command's flags.
+type AgentFlags struct {
+	Sources
+	logLevel                                                           string
+	site, bind, advertise, keyFile, stateDir, socket, metrics, profile string
+	seeds, voters                                                      []string
+	noUnderlay                                                         bool
+
+	fl *pflag.FlagSet
+}
+
+// Register defines the flags on fl.
+func (f *AgentFlags) Register(fl *pflag.FlagSet) {
+	f.fl = fl
+	f.Sources.AddFlags(fl)
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.site, "site", "", "site name")
+	fl.StringSliceVar(&f.seeds, "seeds", nil, "seed addresses host[:port], comma-separated")
+	fl.StringSliceVar(&f.voters, "voters", nil, "voter site names, comma-separated (the same on every site)")
+	fl.StringVar(&f.bind, "bind", "", "gossip bind address[:port]")
+	fl.StringVar(&f.advertise, "advertise", "", "gossip advertise address[:port]")
+	fl.StringVar(&f.keyFile, "key-file", "", "gossip key file (base64, 16/24/32 bytes)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (default "+config.DefaultStateDir+")")
+	fl.StringVar(&f.socket, "socket", "", "API socket (default "+config.DefaultAPISocket+")")
+	fl.StringVar(&f.metrics, "metrics", "", "metrics host:port, or off")
+	fl.StringVar(&f.profile, "gossip-profile", "", "gossip timers: lan, wan or local")
+	fl.BoolVar(&f.noUnderlay, "no-underlay", false, "skip underlay (DHCP) discovery")
+}
+
+// Load layers the sources, then the flags given on the command line.
+func (f *AgentFlags) Load(ctx context.Context) (config.Loaded, error) {
+	l, err := f.Sources.Load(ctx)
+	if err != nil {
+		return l, err
+	}
+	var params config.CmdlineParams
+	set := func(flag, key, value string) {
+		if f.fl.Changed(flag) {
+			params = append(params, config.CmdlineParam{Key: key, Value: value})
+		}
+	}
+	set("site", "site", f.site)
+	set("seeds", "seeds", strings.Join(f.seeds, ","))
+	set("voters", "voters", strings.Join(f.voters, ","))
+	set("bind", "bind", f.bind)
+	set("advertise", "advertise", f.advertise)
+	set("key-file", "keyfile", f.keyFile)
+	set("state-dir", "statedir", f.stateDir)
+	set("metrics", "metrics", f.metrics)
+	if f.noUnderlay {
+		params = append(params, config.CmdlineParam{Key: "underlay", Value: "off"})
+	}
+	if len(params) > 0 {
+		if err := params.Apply(&l.Config); err != nil {
+			return l, fmt.Errorf("%w: flags: %w", config.ErrInvalid, err)
+		}
+		l.Applied = append(l.Applied, "flags")
+	}
+	if f.socket != "" {
+		l.Config.APISocket = f.socket
+	}
+	if f.profile != "" {
+		l.Config.Gossip.Profile = f.profile
+	}
+	return l, nil
+}
+
+// Run runs the agent until ctx is done.
+func (f *AgentFlags) Run(ctx context.Context) error {
+	log, err := Logger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	// The Go defaults (GOGC=100, 4 MB minimum heap target) are kept on
+	// purpose: GOGC=50 saved ~0.7 MB RSS per agent but cost ~30% more CPU in
+	// bench-alloc (docs/benchmarks.md); GOGC/GOMEMLIMIT still apply.
+	// One Go thread unless GOMAXPROCS says otherwise: the agent waits on the
+	// network, and one P halves its CPU (idle fleet of 100: 31% vs 65% of a
+	// core) and let 500 agents share 2 cores (docs/benchmarks.md).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+	l, err := f.Load(ctx)
+	if err != nil {
+		return ConfigCode(err)
+	}
+	a, err := agent.New(l.Config, log, agent.WithConfigSources(l.Applied),
+		agent.WithReload(func(ctx context.Context) (config.Loaded, error) { return f.Load(ctx) }))
+	if err != nil {
+		return ConfigCode(err)
+	}
+	defer a.Close()
+	return a.Run(ctx)
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tfsite/tfsite/cmd/internal/cli"
+)
+
+func code(err error) int {
+	var ee *cli.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{{"--bogus"}, {"agent"}, {"--site"}} {
+		err := run(args)
+		if code(err) != cli.ExitBadConfig || !strings.Contains(err.Error(), "--help") {
+			t.Errorf("%v: err = %v (code %d), want exit 2 pointing at --help", args, err, code(err))
+		}
+	}
+}
+
+func TestHelpAndVersionExitZero(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"--version"}} {
+		if err := run(args); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
+
+func TestInvalidConfigExitsTwo(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("site: Bad\nvoters: []\n"), 0o644)
+	err := run([]string{"--cmdline", "", "--nocloud", "off", "--config", bad, "--metrics", "off"})
+	if code(err) != cli.ExitBadConfig || !strings.Contains(err.Error(), "site:") || !strings.Contains(err.Error(), "voters:") {
+		t.Fatalf("invalid config: err = %v (code %d), want exit 2 listing site and voters", err, code(err))
+	}
+}
