@@ -186,4 +186,3 @@ func TestClientAgentDown(t *testing.T) {
 		t.Fatalf("Status with no agent = %v, want ErrAgentDown naming the socket", err)
 	}
 }
-
