@@ -17,8 +17,9 @@ help: ## list targets
 deps: ## install the Debian packages tests, demo and benchmarks use (root; no-op when present)
 	hack/deps.sh
 
-build: ## build bin/tfsite (static, stripped)
+build: ## build bin/tfsite (the CLI, bring-up) and bin/tfsite-agent (the agent alone) (static, stripped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tfsite
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)-agent ./cmd/tfsite-agent
 
 test: lint test-unit fuzz boot-test ## everything CI runs: lint, all tests (root tests need root), brief fuzzing, image boot + two-VM tests
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-alloc: start N tfsite agents at once as separate processes on this
+# bench-alloc: start N tfsite agents (the tfsite-agent binary the appliance runs) at once as separate processes on this
 # machine (each on its own loopback address 127.211.X.Y, default ports), and
 # measure the time until every site holds a committed allocation (its durable
 # record is written only after the commit), and the RSS of every agent process.
@@ -14,7 +14,7 @@
 # the agent's own defaults (lan, 1, one P per core) 100 sites are fine but
 # 500 agents sharing 2 cores overload the machine and the voters' Raft.
 #   TIMEOUT=180   seconds to wait for every allocation
-#   BIN=path      use this tfsite binary instead of building one
+#   BIN=path      use this tfsite-agent binary instead of building one
 #   LOGS=dir      keep every agent's log in dir/nN/site-I.log
 #   HOLD=0        keep each fleet running this many seconds after measuring
 #                 (to profile it, e.g. perf record -g -p PID; the agent PIDs
@@ -38,8 +38,8 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "${BIN:-}" ]; then
-  BIN=$work/tfsite
-  CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./cmd/tfsite
+  BIN=$work/tfsite-agent
+  CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./cmd/tfsite-agent
 fi
 ulimit -n 65536 2>/dev/null || true
 
@@ -67,7 +67,7 @@ for n in "${sizes[@]}"; do
   t0=$EPOCHREALTIME
   for ((i = 1; i <= n; i++)); do
     d=$run/site-$i
-    "$BIN" agent --site "site-$i" --voters "$voters" --seeds "$seeds" --bind "127.211.$(( i / 250 )).$(( i % 250 + 1 ))" \
+    "$BIN" --site "site-$i" --voters "$voters" --seeds "$seeds" --bind "127.211.$(( i / 250 )).$(( i % 250 + 1 ))" \
       --state-dir "$d/state" --socket "$d/api.sock" --metrics off --no-underlay \
       --config "$work/common.yaml" --cmdline "" --nocloud off --log-level warn 2>"$d/agent.log" &
     pids+=($!)

@@ -18,7 +18,8 @@ if [[ "${BENCH_COLD:-0}" == 1 ]]; then
 	# A cold build as on a fresh CI machine: empty image cache and empty package cache (every .deb is
 	# downloaded again), in throw-away directories so the warm caches stay.
 	cold_dir=$(mktemp -d /var/tmp/tfsite-cold.XXXXXX)
-	mkdir -p .cache/image-stage/usr/bin && install -m 0755 bin/tfsite .cache/image-stage/usr/bin/tfsite
+	mkdir -p .cache/image-stage/usr/bin && install -m 0755 bin/tfsite .cache/image-stage/usr/bin/tfsite &&
+		install -m 0755 bin/tfsite-agent .cache/image-stage/usr/bin/tfsite-agent
 	t0=$(date +%s.%N)
 	nice -n 10 mkosi --force --cache-dir="$cold_dir/cache" --package-cache-dir="$cold_dir/pkg" \
 		--output-dir="$cold_dir/out" build >/tmp/bench-image-cold.log 2>&1

@@ -5,7 +5,7 @@
 #   tfsite.iso     bare metal / virtual media (UEFI El Torito): the whole OS in one UKI, runs from RAM.
 #   tfsite.efi, tfsite.vmlinuz, tfsite.initrd   the disk's UKI and its parts (direct kernel boot).
 #
-# What goes in: bin/tfsite (make build) and, when present, kubeadm/kubelet/kubectl from
+# What goes in: bin/tfsite and bin/tfsite-agent (make build) and, when present, kubeadm/kubelet/kubectl from
 #   ${TFSITE_KUBE_BIN:-${TFSITE_KUBE_CACHE:-/var/cache/tfsite/kube}/<version>/bin}
 # where <version> is what `hack/build-kube.sh --print-bin` names (else the newest version directory).
 # Missing Kubernetes binaries are reported and left out; the image still builds.
@@ -24,7 +24,7 @@ n() { nice -n "$nice_level" "$@"; }
 die() { echo "image: $*" >&2; exit 1; }
 mib() { echo $(( ($(stat -c %s "$1") + 524287) / 1048576 )); }
 
-[[ -x bin/tfsite ]] || die "bin/tfsite missing; run make build"
+[[ -x bin/tfsite && -x bin/tfsite-agent ]] || die "bin/tfsite or bin/tfsite-agent missing; run make build"
 command -v mkosi >/dev/null || die "mkosi not installed; run sudo hack/image-deps.sh"
 v=$(mkosi --version | awk '{print $2}')
 [[ "$v" == 24.3 ]] || die "mkosi $v found, 24.3 needed (config syntax differs); run sudo hack/image-deps.sh"
@@ -52,6 +52,7 @@ SRC
 # --- stage the binaries (ExtraTrees=.cache/image-stage in mkosi.conf) ---
 rm -rf "$stage"
 install -D -m 0755 bin/tfsite "$stage/usr/bin/tfsite"
+install -D -m 0755 bin/tfsite-agent "$stage/usr/bin/tfsite-agent"
 kube_bin=${TFSITE_KUBE_BIN:-}
 if [[ -z "$kube_bin" ]]; then
 	if [[ -x hack/build-kube.sh ]]; then

@@ -223,13 +223,17 @@ func TestBootImage(t *testing.T) {
 	}
 	// The image's units run a tfsite subcommand only when the binary has it
 	// (has-subcommand); the binary has all three, so a missing one here is a
-	// regression that would otherwise boot "fine" with units skipped.
+	// regression that would otherwise boot "fine" with units skipped. The
+	// agent itself is the separate tfsite-agent binary (no condition).
 	// The list has-subcommand reads at boot (hack/image-build.sh) must agree.
 	list, err := os.ReadFile(filepath.Join(root, ".cache", "image-stage", "usr", "lib", "tfsite", "subcommands"))
 	if err != nil {
 		t.Fatalf("the staged subcommand list is missing (%v): run make image", err)
 	}
-	for _, sub := range []string{"agent", "console", "discover"} {
+	if _, err := os.Stat(filepath.Join(filepath.Dir(staged), "tfsite-agent")); err != nil {
+		t.Fatalf("tfsite-agent is not staged into the image (%v): run make image", err)
+	}
+	for _, sub := range []string{"bringup", "console", "discover"} {
 		if !hasSubcommand(staged, sub) {
 			t.Fatalf("the staged binary %s has no `tfsite %s` (or has-subcommand no longer recognises it)", staged, sub)
 		}

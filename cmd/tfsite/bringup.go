@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -41,9 +42,9 @@ Examples:
   tfsite status --json | jq .bringUp              # what it reported
 
 Exit codes:
-  0  stopped by SIGINT/SIGTERM
+  0  stopped by SIGINT/SIGTERM, or bring-up is off in the config (it says so)
   1  runtime failure
-  2  invalid configuration, or bring-up is off in it`,
+  2  invalid configuration (every problem is listed)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := cli.Logger(logLevel)
@@ -66,7 +67,9 @@ Exit codes:
 			}
 			d, err := bringup.NewDaemon(cfg, log)
 			if errors.Is(err, bringup.ErrDisabled) {
-				return withCode(exitBadConfig, err)
+				// Not a failure: systemd leaves the unit inactive, nothing restarts it.
+				fmt.Fprintf(cmd.ErrOrStderr(), "tfsite bringup: nothing to do: %v\n", err)
+				return nil
 			}
 			if err != nil {
 				return err
