@@ -58,7 +58,7 @@ seeds="$(addr 1),$(addr 2),$(addr 3)"
 # allocation (roughly when the voters had elected a leader); cpu_pct: CPU of all agents together in
 # the 5 s after the last allocation, in % of one core (the machine has 2).
 echo "profile=$PROFILE raftMultiplier=$RAFT GOMAXPROCS=$GOMAXPROCS"
-printf '%-6s %-7s %8s %8s %14s %10s %8s %11s %11s %11s %12s %8s\n' sites voters spawn_s first_s all_allocated median_ms p90_ms rss_med_MB rss_max_MB pss_med_MB anon_med_MB cpu_pct
+printf '%-6s %-7s %8s %8s %14s %10s %8s %11s %11s %12s %11s %12s %8s\n' sites voters spawn_s first_s all_allocated median_ms p90_ms rss_med_MB rss_max_MB voter_max_MB pss_med_MB anon_med_MB cpu_pct
 for n in "${sizes[@]}"; do
   pids=()
   run=$work/n$n
@@ -107,9 +107,11 @@ for n in "${sizes[@]}"; do
   done
   med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int(NR/2)+1]}'; }
   pct() { local q=$1; shift; printf '%s\n' "$@" | sort -n | awk -v q="$q" '{a[NR]=$1} END {i=int(NR*q); if (i<1) i=1; print a[i]}'; }
+  # rss_max is over the sites that are not voters; voter_max over the voters
+  # (site-1..site-VOTERS), which also run Raft and the allocation RPC server.
   awk -v n="$n" -v v="$VOTERS" -v sp="$spawn" -v cpu="$cpu"  -v tot="$total" -v first="${times[0]}" -v mt="$(med "${times[@]}")" -v pt="$(pct 0.9 "${times[@]}")" \
-      -v rm="$(med "${rss[@]}")" -v rx="$(pct 1 "${rss[@]}")" -v pm="$(med "${pss[@]}")" -v am="$(med "${anon[@]}")" \
-    'BEGIN {printf "%-6s %-7s %8.1f %8.1f %13.2fs %10d %8d %11.1f %11.1f %11.1f %12.1f %8d\n", n, v, sp/1000, first/1000, tot/1000, mt, pt, rm/1024, rx/1024, pm/1024, am/1024, cpu}'
+      -v rm="$(med "${rss[@]}")" -v rx="$(pct 1 "${rss[@]:VOTERS}")" -v vx="$(pct 1 "${rss[@]:0:VOTERS}")" -v pm="$(med "${pss[@]}")" -v am="$(med "${anon[@]}")" \
+    'BEGIN {printf "%-6s %-7s %8.1f %8.1f %13.2fs %10d %8d %11.1f %11.1f %12.1f %11.1f %12.1f %8d\n", n, v, sp/1000, first/1000, tot/1000, mt, pt, rm/1024, rx/1024, vx/1024, pm/1024, am/1024, cpu}'
   if [ "${HOLD:-0}" -gt 0 ]; then
     printf '%s\n' "${pids[@]}" >"$work/pids"
     echo "holding $n agents for ${HOLD}s (pids in $work/pids)" >&2

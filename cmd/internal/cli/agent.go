@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -173,9 +174,14 @@ func (f *AgentFlags) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The Go defaults (GOGC=100, 4 MB minimum heap target) are kept on
-	// purpose: GOGC=50 saved ~0.7 MB RSS per agent but cost ~30% more CPU in
-	// bench-alloc (docs/benchmarks.md); GOGC/GOMEMLIMIT still apply.
+	// GOGC=50 unless set: an agent's live heap is 1–3 MB (5 MB on a voter of
+	// 500 sites), so Go's default 4 MB minimum heap target was most of its
+	// anonymous memory; 50 halves that target and keeps a 500-site fleet's
+	// agents at a median 14.3 MB RSS for a few % more GC CPU
+	// (docs/benchmarks.md, bench-alloc).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	// One Go thread unless GOMAXPROCS says otherwise: the agent waits on the
 	// network, and one P halves its CPU (idle fleet of 100: 31% vs 65% of a
 	// core) and let 500 agents share 2 cores (docs/benchmarks.md).
