@@ -63,6 +63,37 @@ func (s *site) restart(voters, seeds []string, opts ...siteOpt) *site {
 
 func startSiteOn(t *testing.T, name, dir string, gossipPort int, voters []string, seeds []string, opts ...siteOpt) *site {
 	t.Helper()
+	return startSiteView(t, name, dir, gossipPort, voters, seeds, nil, opts...)
+}
+
+// hiddenView is a site's gossip view without the sites hide names (as if it
+// had declared them dead and never heard them refute it).
+type hiddenView struct {
+	*membership.Membership
+	hide func(site string) bool
+}
+
+func (v hiddenView) Peers() []alloc.Peer {
+	var out []alloc.Peer
+	for _, p := range v.Membership.Peers() {
+		if !v.hide(p.Site) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (v hiddenView) Peer(site string) (alloc.Peer, bool) {
+	if v.hide(site) {
+		return alloc.Peer{}, false
+	}
+	return v.Membership.Peer(site)
+}
+
+// startSiteView is startSiteOn whose allocator sees gossip without the sites
+// hide names (nil: all).
+func startSiteView(t *testing.T, name, dir string, gossipPort int, voters []string, seeds []string, hide func(string) bool, opts ...siteOpt) *site {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -82,7 +113,11 @@ func startSiteOn(t *testing.T, name, dir string, gossipPort int, voters []string
 	for _, o := range opts {
 		o(&ac)
 	}
-	a, err := alloc.New(ac, m, log)
+	var view alloc.MemberSource = m
+	if hide != nil {
+		view = hiddenView{Membership: m, hide: hide}
+	}
+	a, err := alloc.New(ac, view, log)
 	if err != nil {
 		m.Close()
 		t.Fatalf("allocator %s: %v", name, err)
@@ -430,4 +465,27 @@ func TestVoterRetriesWhenALeaderIsElected(t *testing.T) {
 	// The timer alone would retry after 30-90 s (1-3x jitter of 1 min x backoff).
 	waitAllocated(t, 25*time.Second, v1, v2, v3)
 	checkRecords(t, v1, v2, v3)
+}
+
+// TestNonVoterReachesALeaderItsGossipLacks: a site whose gossip view lacks
+// the raft leader (it declared it dead under load and never heard the
+// refutation; seen once with 500 sites) reaches it at the endpoint a
+// follower voter names in its not-leader answer.
+func TestNonVoterReachesALeaderItsGossipLacks(t *testing.T) {
+	voters := []string{"v1", "v2", "v3"}
+	v1 := startSite(t, "v1", "", voters, nil)
+	v2 := startSite(t, "v2", "", voters, []string{v1.gossip()})
+	v3 := startSite(t, "v3", "", voters, []string{v1.gossip()})
+	waitAllocated(t, 25*time.Second, v1, v2, v3)
+	isLeader := func(name string) bool {
+		for _, v := range []*site{v1, v2, v3} {
+			if st := v.a.Status(); st.RaftState == "leader" {
+				return name == v.name
+			}
+		}
+		return false
+	}
+	n := startSiteView(t, "n1", "", 0, voters, []string{v1.gossip()}, isLeader)
+	waitAllocated(t, 25*time.Second, n)
+	checkRecords(t, v1, v2, v3, n)
 }

@@ -516,8 +516,13 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 			a.leaderHint = resp.Leader
 			a.mu.Unlock()
 			if !tried[resp.Leader] {
-				if ep, ok := a.voterEndpoint(resp.Leader); ok {
-					// Try the leader next.
+				// Try the leader next: at the endpoint gossip shows, else
+				// where the answering voter says it is.
+				ep, ok := a.voterEndpoint(resp.Leader)
+				if !ok && resp.LeaderEndpoint.IsValid() {
+					ep, ok = resp.LeaderEndpoint, true
+				}
+				if ok {
 					targets = slices.Insert(targets, i+1, target{resp.Leader, ep})
 				}
 			}
@@ -552,7 +557,11 @@ func (a *allocator) handle(ctx context.Context, req request) response {
 		if id == "" {
 			return response{Code: codeNoQuorum, Msg: fmt.Sprintf("voter %s knows no leader (election in progress or no majority of [%s] reachable)", a.cfg.Site, strings.Join(a.cfg.Voters, " "))}
 		}
-		return response{Code: codeNotLeader, Leader: string(id)}
+		resp := response{Code: codeNotLeader, Leader: string(id)}
+		if ep, ok := a.voterEndpoint(string(id)); ok {
+			resp.LeaderEndpoint = ep
+		}
+		return resp
 	}
 	p := &pending{req: req, resp: make(chan response, 1)}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)

@@ -126,6 +126,10 @@ type response struct {
 	Code   string       `json:"code,omitempty"`
 	Msg    string       `json:"msg,omitempty"`
 	Leader string       `json:"leader,omitempty"` // with code not_leader
+	// LeaderEndpoint is the leader's allocator endpoint as the answering
+	// voter knows it (with code not_leader), for a site whose own gossip
+	// view lacks the leader (e.g. it once declared it dead under load).
+	LeaderEndpoint netip.AddrPort `json:"leaderEndpoint,omitzero"`
 }
 
 func decodeRequest(b []byte) (request, error) {
