@@ -22,11 +22,7 @@ import (
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testrig.RemoveBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testrig.Main(m) }
 
 // fleet is a set of agent processes, one netns per site, on one bridge.
 type fleet struct {

@@ -2,18 +2,13 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testrig.RemoveBinaries() // built by testrig.TfsiteBinary for the tests that run the real binary
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testrig.Main(m) }
 
 func TestVersionCommand(t *testing.T) {
 	root := newRootCmd()

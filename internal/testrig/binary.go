@@ -39,8 +39,16 @@ func TfsiteBinary(t testing.TB) string {
 	return binPath
 }
 
+// Main is a TestMain for packages whose tests use TfsiteBinary: it runs
+// the tests, deletes the binaries and exits with the tests' code.
+func Main(m *testing.M) {
+	code := m.Run()
+	RemoveBinaries()
+	os.Exit(code)
+}
+
 // RemoveBinaries deletes what TfsiteBinary built; call it from TestMain
-// after m.Run.
+// after m.Run (Main does).
 func RemoveBinaries() {
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -15,11 +15,7 @@ import (
 	"github.com/tfsite/tfsite/recovery/oob"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testrig.RemoveBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testrig.Main(m) }
 
 type cli struct {
 	t                  testing.TB

@@ -26,11 +26,7 @@ import (
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testrig.RemoveBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testrig.Main(m) }
 
 // result is what hack/demo.sh writes to $RESULT.
 type result struct {
