@@ -14,6 +14,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/internal/testrig"
 )
 
 // agentBackend plays the agent behind a real API server (unix socket): the
@@ -45,20 +46,6 @@ func (b *agentBackend) set(f func(*agentBackend)) {
 	f(b)
 }
 
-func serveAgent(t *testing.T, b api.Backend) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	srv, err := api.NewServer(api.ServerConfig{Socket: sock}, b, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
-	return sock
-}
-
 // waitReport polls the report the agent would serve until ok accepts it.
 func waitReport(t *testing.T, stateDir, what string, ok func(*api.BringUp) bool) *api.BringUp {
 	t.Helper()
@@ -80,7 +67,7 @@ func waitReport(t *testing.T, stateDir, what string, ok func(*api.BringUp) bool)
 // status has one, and writes every outcome where the agent serves it.
 func TestDaemonFollowsTheAgentAndReports(t *testing.T) {
 	backend := &agentBackend{st: api.Status{Site: "alpha", Phase: "requesting", Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10/24", Gateway: "192.168.50.1"}}}
-	sock := serveAgent(t, backend)
+	sock := testrig.ServeAPI(t, backend)
 
 	cfg := config.Default()
 	cfg.Site, cfg.StateDir, cfg.APISocket = "alpha", t.TempDir(), sock

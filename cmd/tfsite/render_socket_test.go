@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/internal/testrig"
 )
 
 // fixedAgent is an api.Backend answering with a fixed status.
@@ -22,19 +21,7 @@ func (b *fixedAgent) Release(context.Context, string) error           { return a
 func (b *fixedAgent) BGPPeers(context.Context) ([]api.BGPPeer, error) { return nil, api.ErrUnavailable }
 
 // serveAgent serves st on a real API socket, as `tfsite agent` does.
-func serveAgent(t *testing.T, st api.Status) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	s, err := api.NewServer(api.ServerConfig{Socket: sock}, &fixedAgent{st}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; s.Close() })
-	return sock
-}
+func serveAgent(t *testing.T, st api.Status) string { return testrig.ServeAPI(t, &fixedAgent{st}) }
 
 func testAllocation(asn uint32, pod, svc, fabric string) *api.Allocation {
 	return &api.Allocation{ASN: asn, Pod: netip.MustParsePrefix(pod), Service: netip.MustParsePrefix(svc), Fabric: netip.MustParsePrefix(fabric)}

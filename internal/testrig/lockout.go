@@ -55,16 +55,17 @@ func NewLockoutLab(t testing.TB) *LockoutLab {
 	l.Master.Run("ip", "route", "add", "default", "via", LockoutGateway)
 	l.Operator.Run("ip", "addr", "add", LockoutOperator+"/24", "dev", "eth0")
 	l.Operator.Run("ip", "route", "add", "default", "via", "10.9.0.1")
-	listenIn(t, l.Host, LockoutHostTCPPort)
-	listenIn(t, l.Operator, LockoutOperatorTCPPort)
+	ListenIn(t, l.Host, LockoutHostTCPPort)
+	ListenIn(t, l.Operator, LockoutOperatorTCPPort)
 	if err := l.OperatorReaches(time.Second); err != nil {
 		t.Fatalf("lockout lab broken before any change: %v", err)
 	}
 	return l
 }
 
-// listenIn accepts (and closes) TCP connections on port inside ns until cleanup.
-func listenIn(t testing.TB, ns *Netns, port int) {
+// ListenIn accepts (and closes) TCP connections on port inside ns until cleanup:
+// a stand-in for a service (sshd) that an operator must be able to reach.
+func ListenIn(t testing.TB, ns *Netns, port int) {
 	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() (err error) {

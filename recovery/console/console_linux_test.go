@@ -264,15 +264,9 @@ func startConsole(t *testing.T, host *testrig.Netns) rig {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sock := filepath.Join(dir, "api.sock")
-	srv, err := api.NewServer(api.ServerConfig{Socket: sock}, backend{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sock := testrig.ServeAPI(t, backend{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go srv.Run(ctx)
-	t.Cleanup(func() { srv.Close() })
 	ncfg := netguard.Default()
 	ncfg.StateDir, ncfg.Timeout, ncfg.Settle = filepath.Join(dir, "net"), 8*time.Second, time.Second
 	g, err := netguard.New(ncfg, log)

@@ -41,20 +41,7 @@ func TestManagementReachableWithUnderlayBroken(t *testing.T) {
 	// gateway that is not there (the one-line install's VROUTER_GATEWAY).
 	host.Run("ip", "route", "add", "default", "via", "10.0.0.99")
 
-	var ln net.Listener
-	if err := host.Do(func() (err error) { ln, err = net.Listen("tcp", ":22"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testrig.ListenIn(t, host, 22)
 	reach := func() error {
 		if out, err := op.Command("ping", "-n", "-c1", "-W1", "192.168.100.10").CombinedOutput(); err != nil {
 			return fmt.Errorf("ping: %v: %s", err, strings.TrimSpace(string(out)))
