@@ -104,6 +104,12 @@ func TestWriteStatus(t *testing.T) {
 		}
 	}
 	b.Reset()
+	st.BringUp = &BringUp{Phase: "waiting", Waiting: "the peer sites are not known: agent down"}
+	_ = WriteStatus(&b, st)
+	if !strings.Contains(b.String(), "waiting: the peer sites are not known: agent down") {
+		t.Errorf("a waiting bring-up does not say what it waits for:\n%s", b.String())
+	}
+	b.Reset()
 	_ = WriteStatus(&b, Status{Phase: PhaseNeedsConfiguration})
 	if !strings.Contains(b.String(), "(not configured)") || !strings.Contains(b.String(), "needs-configuration") {
 		t.Errorf("unconfigured status:\n%s", b.String())

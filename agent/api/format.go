@@ -50,8 +50,11 @@ func WriteStatus(w io.Writer, st Status) error {
 	}
 	if b := st.BringUp; b != nil {
 		line := b.Phase
-		if b.Error != "" {
+		switch {
+		case b.Error != "":
 			line += ": " + b.Error
+		case b.Waiting != "":
+			line += ": " + b.Waiting
 		}
 		kv("bring-up", "%s", line)
 		if v := b.Vrouter; v != nil {

@@ -78,6 +78,8 @@ type BringUp struct {
 	// vrouter-reverted, peering, ready or failed.
 	Phase string `json:"phase"`
 	Error string `json:"error,omitempty"`
+	// Waiting says what a waiting pass waits for (phase waiting).
+	Waiting string `json:"waiting,omitempty"`
 	// Steps is the last outcome of each step, in order.
 	Steps []BringUpStep `json:"steps,omitempty"`
 	// Vrouter is how the last guarded vrouter start ended.

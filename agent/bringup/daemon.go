@@ -35,7 +35,6 @@ const DefaultPoll = time.Second
 // api.BringUpStatusFile, which the agent serves in its status.
 type Daemon struct {
 	log      *slog.Logger
-	cfg      config.Config
 	poll     time.Duration
 	stateDir string
 	client   *api.Client
@@ -106,7 +105,7 @@ func NewDaemon(cfg config.Config, log *slog.Logger, opts ...DaemonOption) (*Daem
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{log: log, cfg: cfg, poll: DefaultPoll, stateDir: cfg.StateDir, client: api.NewClient(cfg.APISocket)}
+	d := &Daemon{log: log, poll: DefaultPoll, stateDir: cfg.StateDir, client: api.NewClient(cfg.APISocket)}
 	for _, o := range opts {
 		o(d)
 	}
@@ -122,7 +121,7 @@ func NewDaemon(cfg config.Config, log *slog.Logger, opts ...DaemonOption) (*Daem
 	if d.wrapGuard != nil {
 		g = d.wrapGuard(guard)
 	}
-	d.src = &apiSource{client: d.client, log: log}
+	d.src = &apiSource{client: d.client}
 	b, err := New(bc, d.src, g, log)
 	if err != nil {
 		return nil, err
@@ -130,9 +129,6 @@ func NewDaemon(cfg config.Config, log *slog.Logger, opts ...DaemonOption) (*Daem
 	d.b = b
 	return d, nil
 }
-
-// BringUp is the driver the daemon runs.
-func (d *Daemon) BringUp() *BringUp { return d.b }
 
 // Run runs bring-up until ctx is done (it returns nil then): every poll it
 // reads the agent's status, wakes a pass when this site's allocation or
@@ -168,25 +164,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 				d.b.Wake()
 			}
 		}
-		reported = d.report(reported)
+		reported = d.writeReport(reported)
 		select {
 		case <-ctx.Done():
-			cancel()
 			<-done
-			d.report(reported)
+			d.writeReport(reported)
 			return nil
 		case err := <-done:
-			d.report(reported)
+			d.writeReport(reported)
 			return err
 		case <-t.C:
 		}
 	}
 }
 
-// report writes BringUp's status when it changed since last (the previous
+// writeReport writes BringUp's status when it changed since last (the previous
 // report's encoding) and returns the new encoding.
-func (d *Daemon) report(last string) string {
-	rep := Report(d.b.Status())
+func (d *Daemon) writeReport(last string) string {
+	rep := report(d.b.Status())
 	enc, _ := json.Marshal(rep)
 	if string(enc) == last {
 		return last
@@ -202,9 +197,9 @@ func (d *Daemon) report(last string) string {
 // Close stops Run; safe to call twice.
 func (d *Daemon) Close() { d.closeOnce.Do(d.b.Close) }
 
-// Report maps a Status onto the API's report.
-func Report(st Status) *api.BringUp {
-	out := &api.BringUp{Phase: st.Phase, Error: st.Error, PeersConfigured: st.PeersConfigured}
+// report maps a Status onto the API's report.
+func report(st Status) *api.BringUp {
+	out := &api.BringUp{Phase: st.Phase, Error: st.Error, Waiting: st.Waiting, PeersConfigured: st.PeersConfigured}
 	for _, s := range st.Steps {
 		out.Steps = append(out.Steps, api.BringUpStep{Name: s.Name, OK: s.OK, Detail: s.Detail, At: s.At})
 	}
@@ -239,7 +234,6 @@ func wakeKey(st api.Status) string {
 // and its BGP peer list, both read through the agent's API.
 type apiSource struct {
 	client *api.Client
-	log    *slog.Logger
 
 	mu sync.Mutex
 	st *api.Status

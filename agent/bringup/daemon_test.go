@@ -92,13 +92,16 @@ func TestDaemonFollowsTheAgentAndReports(t *testing.T) {
 		d.Close()
 	}()
 
-	waitReport(t, cfg.StateDir, "waiting report", func(b *api.BringUp) bool { return b.Phase == PhaseWaiting && !b.Updated.IsZero() })
+	rep := waitReport(t, cfg.StateDir, "waiting report", func(b *api.BringUp) bool { return b.Phase == PhaseWaiting && !b.Updated.IsZero() })
+	if !strings.Contains(rep.Waiting, "allocation") {
+		t.Fatalf("waiting report %+v: want what it waits for (the allocation)", rep)
+	}
 
 	backend.set(func(b *agentBackend) {
 		b.st.Phase = "allocated"
 		b.st.Allocation = &api.Allocation{ASN: 64601, Pod: netip.MustParsePrefix("10.40.0.0/16"), Service: netip.MustParsePrefix("10.41.0.0/16"), Fabric: netip.MustParsePrefix("10.42.0.0/16")}
 	})
-	rep := waitReport(t, cfg.StateDir, "kubeadm failure report", func(b *api.BringUp) bool { return b.Phase == PhaseFailed })
+	rep = waitReport(t, cfg.StateDir, "kubeadm failure report", func(b *api.BringUp) bool { return b.Phase == PhaseFailed })
 	if !strings.Contains(rep.Error, "kubeadm init") || len(rep.Steps) == 0 || rep.Steps[0].Name != StepParams || !rep.Steps[0].OK ||
 		!strings.Contains(rep.Steps[0].Detail, "ASN 64601") {
 		t.Fatalf("report %+v: want params from the agent's allocation, then the kubeadm init failure", rep)
