@@ -49,14 +49,7 @@ func WriteStatus(w io.Writer, st Status) error {
 		kv("leader", "%s", st.Leader)
 	}
 	if b := st.BringUp; b != nil {
-		line := b.Phase
-		switch {
-		case b.Error != "":
-			line += ": " + b.Error
-		case b.Waiting != "":
-			line += ": " + b.Waiting
-		}
-		kv("bring-up", "%s", line)
+		kv("bring-up", "%s", b.Summary())
 		if v := b.Vrouter; v != nil {
 			outcome := "confirmed"
 			if !v.Confirmed {
@@ -106,4 +99,16 @@ func WritePeers(w io.Writer, peers []Peer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Site, p.State, addr, asn, pod, svc, fab, voter)
 	}
 	return tw.Flush()
+}
+
+// Summary is the report in one phrase: the phase, then the error or what a
+// wait waits for.
+func (b *BringUp) Summary() string {
+	switch {
+	case b.Error != "":
+		return b.Phase + ": " + b.Error
+	case b.Waiting != "":
+		return b.Phase + ": " + b.Waiting
+	}
+	return b.Phase
 }

@@ -142,11 +142,7 @@ func (c *Console) status(ctx context.Context) error {
 			c.printf("  %-20s %s\r\n", clip(p.Site, 20), p.State)
 		}
 		if b := st.BringUp; b != nil {
-			line := b.Phase
-			if b.Error != "" {
-				line += ": " + oneLine(b.Error)
-			}
-			c.printf("bring-up %s\r\n", clip(line, 70))
+			c.printf("bring-up %s\r\n", clip(oneLine(b.Summary()), 70))
 			if v := b.Vrouter; v != nil && !v.Confirmed {
 				c.printf("vrouter  REVERTED %s\r\n", clip(oneLine(v.Reason), 61))
 			}
