@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,14 +25,16 @@ func main() {
 	cli.Exit("tfsite-agent", run(os.Args[1:]))
 }
 
+func usage(w io.Writer, fl *pflag.FlagSet) {
+	fmt.Fprintf(w, "%s\n\n%s\n\nUsage:\n  tfsite-agent [flags]\n\nFlags:\n%s", cli.AgentShort, cli.AgentLong("tfsite-agent"), fl.FlagUsages())
+}
+
 func run(args []string) error {
 	fl := pflag.NewFlagSet("tfsite-agent", pflag.ContinueOnError)
 	var f cli.AgentFlags
 	f.Register(fl)
 	showVersion := fl.Bool("version", false, "print the version and exit")
-	fl.Usage = func() {
-		fmt.Fprintf(os.Stdout, "%s\n\n%s\n\nUsage:\n  tfsite-agent [flags]\n\nFlags:\n%s", cli.AgentShort, cli.AgentLong, fl.FlagUsages())
-	}
+	fl.Usage = func() { usage(os.Stdout, fl) }
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/tfsite/tfsite/cmd/internal/cli"
 )
 
@@ -35,6 +37,21 @@ func TestHelpAndVersionExitZero(t *testing.T) {
 		if err := run(args); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
+	}
+}
+
+func TestHelpExamplesRunThisBinary(t *testing.T) {
+	fl := pflag.NewFlagSet("tfsite-agent", pflag.ContinueOnError)
+	var f cli.AgentFlags
+	f.Register(fl)
+	var b strings.Builder
+	usage(&b, fl)
+	help := b.String()
+	if !strings.Contains(help, "\n  tfsite-agent --site lab-a") || strings.Contains(help, "tfsite agent --") || strings.Contains(help, "%!") {
+		t.Errorf("tfsite-agent --help examples should run tfsite-agent:\n%s", help)
+	}
+	if !strings.Contains(help, "--seeds") {
+		t.Errorf("help lists no flags:\n%s", help)
 	}
 }
 

@@ -48,7 +48,7 @@ func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: cli.AgentShort,
-		Long:  cli.AgentLong,
+		Long:  cli.AgentLong("tfsite agent"),
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return f.Run(cmd.Context()) },
 	}

@@ -65,8 +65,11 @@ func ConfigCode(err error) error {
 // AgentShort is the agent command's one-line summary.
 const AgentShort = "Run the node agent: discover the underlay, join peers, hold a unique ASN and prefixes"
 
-// AgentLong is the agent command's help.
-const AgentLong = `Run the tfsite node agent in the foreground (systemd runs it as Type=notify).
+// AgentLong is the agent command's help; cmd is how the reader runs it
+// ("tfsite agent" or "tfsite-agent"), which the examples use.
+func AgentLong(cmd string) string { return fmt.Sprintf(agentLong, cmd) }
+
+const agentLong = `Run the tfsite node agent in the foreground (systemd runs it as Type=notify).
 The appliance runs it as the small tfsite-agent binary (the same command
 without the rest of the CLI: tfsite-agent --help); tfsite agent is the same.
 
@@ -91,10 +94,10 @@ bringup, which reads this agent's API socket; tfsite status shows its report
 
 Examples:
   # a one-site lab: this site is the only voter
-  tfsite agent --site lab-a --voters lab-a --no-underlay --bind 192.0.2.10
+  %[1]s --site lab-a --voters lab-a --no-underlay --bind 192.0.2.10
 
   # join an existing fleet through a seed, three voters
-  tfsite agent --config /etc/tfsite/config.yaml --seeds 10.0.0.11 --voters a,b,c
+  %[1]s --config /etc/tfsite/config.yaml --seeds 10.0.0.11 --voters a,b,c
 
 Exit codes:
   0  stopped by SIGINT/SIGTERM
