@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,3 +198,110 @@ func checkRouter(t *testing.T, vnc *tfcontract.Server, site string, asn uint32, 
 }
 
 func strconvU(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+
+// TestBGPPeersSurviveRestart: a site that departs while its peer's agent is
+// down is unknown to that agent's gossip when it restarts, yet it holds its
+// allocation, so it must still be a BGP peer (from <stateDir>/bgp-peers.json)
+// until it is released.
+func TestBGPPeersSurviveRestart(t *testing.T) {
+	l := newLab(t, "site-a")
+	l.start("site-a", 1)
+	l.start("site-b", 2)
+	all := l.waitAll(60 * time.Second)
+	peersOf := func() []api.BGPPeer {
+		t.Helper()
+		peers, err := api.NewClient(l.sites["site-a"].cfg.APISocket).BGPPeers(t.Context())
+		if err != nil {
+			t.Fatalf("BGP peers of site-a: %v", err)
+		}
+		return peers
+	}
+	want := []api.BGPPeer{{Site: "site-b", ASN: all["site-b"].Allocation.ASN, Address: netip.MustParseAddr(l.net + "2")}}
+	if got := peersOf(); !slices.Equal(got, want) {
+		t.Fatalf("BGP peers = %+v, want %+v", got, want)
+	}
+
+	// site-a stops, then site-b departs; site-a comes back alone.
+	l.stop("site-a")
+	l.stop("site-b")
+	l.start("site-a", 1)
+	l.waitAll(30 * time.Second)
+	if got := peersOf(); !slices.Equal(got, want) {
+		t.Fatalf("after a restart, BGP peers = %+v, want the departed, unreleased site-b %+v", got, want)
+	}
+
+	// Released: dropped from the list and from the file.
+	if err := api.NewClient(l.sites["site-a"].cfg.APISocket).Release(t.Context(), "site-b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := peersOf(); len(got) != 0 {
+		t.Fatalf("after the release, BGP peers = %+v, want none", got)
+	}
+	saved, err := readBGPPeers(filepath.Join(l.sites["site-a"].cfg.StateDir, BGPPeersFile))
+	if err != nil || len(saved) != 0 {
+		t.Fatalf("saved peers after the release = %+v (%v), want none", saved, err)
+	}
+}
+
+func TestDecodeBGPPeers(t *testing.T) {
+	good := `[{"site":"b","asn":64513,"address":"192.0.2.2"},{"site":"c","asn":64514,"address":"2001:db8::3"}]`
+	peers, err := DecodeBGPPeers([]byte(good))
+	if err != nil || len(peers) != 2 || peers[1].Address != netip.MustParseAddr("2001:db8::3") {
+		t.Fatalf("DecodeBGPPeers(good) = %+v, %v", peers, err)
+	}
+	for in, want := range map[string]string{
+		``:   "not a BGP peer list",
+		`{}`: "not a BGP peer list",
+		`[{"site":"b","asn":1,"address":"192.0.2.2","extra":1}]`:                                  `unknown field "extra"`,
+		`[{"site":"b","asn":1,"address":"192.0.2.2"}] []`:                                         "data after the list",
+		`[{"site":"","asn":1,"address":"192.0.2.2"}]`:                                             "no site name",
+		`[{"site":"b","asn":0,"address":"192.0.2.2"}]`:                                            `"b" has no ASN`,
+		`[{"site":"b","asn":1}]`:                                                                  `"b" has no address`,
+		`[{"site":"b","asn":1,"address":"192.0.2.2"},{"site":"b","asn":2,"address":"192.0.2.3"}]`: "listed twice",
+		`[{"site":"b","asn":1,"address":"not-an-ip"}]`:                                            "not a BGP peer list",
+	} {
+		if _, err := DecodeBGPPeers([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("DecodeBGPPeers(%q) = %v, want an error with %q", in, err, want)
+		}
+	}
+}
+
+func TestReadBGPPeersNamesTheFileAndTheFix(t *testing.T) {
+	dir := t.TempDir()
+	if peers, err := readBGPPeers(filepath.Join(dir, "absent.json")); err != nil || peers != nil {
+		t.Fatalf("absent file: %+v, %v, want no peers and no error", peers, err)
+	}
+	path := filepath.Join(dir, BGPPeersFile)
+	os.WriteFile(path, []byte("[{"), 0o644)
+	_, err := readBGPPeers(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "delete the file") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("corrupt file: %v, want one line naming %s and the fix", err, path)
+	}
+	want := []api.BGPPeer{{Site: "b", ASN: 64513, Address: netip.MustParseAddr("192.0.2.2")}}
+	if err := writeBGPPeers(path, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readBGPPeers(path); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("round trip: %+v, %v, want %+v", got, err, want)
+	}
+}
+
+func FuzzDecodeBGPPeers(f *testing.F) {
+	f.Add([]byte(`[{"site":"b","asn":64513,"address":"192.0.2.2"}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"site":"b","asn":1,"address":"::1"},{"site":"b"}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		peers, err := DecodeBGPPeers(b)
+		if err != nil {
+			return
+		}
+		enc, err := json.Marshal(peers)
+		if err != nil {
+			t.Fatalf("re-encoding %+v: %v", peers, err)
+		}
+		again, err := DecodeBGPPeers(enc)
+		if err != nil || !slices.Equal(again, peers) {
+			t.Fatalf("round trip of %s: %+v, %v", enc, again, err)
+		}
+	})
+}

@@ -67,9 +67,10 @@ func (a *Allocator) Local() (Allocation, bool) { return a.impl.local() }
 // Wait blocks until the site holds an allocation or ctx is done.
 func (a *Allocator) Wait(ctx context.Context) (Allocation, error) { return a.impl.wait(ctx) }
 
-// Table returns every committed allocation, sorted by site. Voters answer
-// from their replica (possibly slightly stale on a follower); other sites ask
-// a voter.
+// Table returns every committed allocation, sorted by site, as the Raft
+// leader holds it after a barrier: complete up to the moment of the call, so
+// a site missing from it holds nothing. It needs a voter quorum (ErrNoQuorum
+// without one).
 func (a *Allocator) Table(ctx context.Context) ([]Allocation, error) { return a.impl.table(ctx) }
 
 // Release frees site's allocation through the leader so that its values can

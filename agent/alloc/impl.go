@@ -549,9 +549,6 @@ func (a *allocator) handle(ctx context.Context, req request) response {
 	if req.VoterHash != a.hash {
 		return response{Code: codeVoterMismatch, Msg: fmt.Sprintf("voter %s is configured with voters [%s] (hash %s) but site %s with hash %s: make the voters list identical on every site", a.cfg.Site, strings.Join(a.cfg.Voters, " "), a.hash, req.Site, req.VoterHash)}
 	}
-	if req.Op == rpcTable {
-		return response{Table: a.fsm.table()}
-	}
 	if a.raft.State() != raft.Leader {
 		_, id := a.raft.LeaderWithID()
 		if id == "" {
@@ -562,6 +559,16 @@ func (a *allocator) handle(ctx context.Context, req request) response {
 			resp.LeaderEndpoint = ep
 		}
 		return resp
+	}
+	if req.Op == rpcTable {
+		// After a barrier (committed through a quorum) every committed
+		// entry is applied: a follower's replica may lag, a deposed leader
+		// cannot pass, and a caller that prunes by this table (the BGP
+		// peers) must never see a held allocation as released.
+		if err := a.raft.Barrier(a.cfg.RequestTimeout).Error(); err != nil {
+			return response{Code: codeNoQuorum, Msg: fmt.Sprintf("leader %s: %v", a.cfg.Site, err)}
+		}
+		return response{Table: a.fsm.table()}
 	}
 	p := &pending{req: req, resp: make(chan response, 1)}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
@@ -777,36 +784,11 @@ func (a *allocator) wait(ctx context.Context) (Allocation, error) {
 }
 
 func (a *allocator) table(ctx context.Context) ([]Allocation, error) {
-	if a.voter {
-		return a.fsm.table(), nil
-	}
-	resp, err := a.sendAny(ctx, request{Op: rpcTable, VoterHash: a.hash})
+	resp, err := a.send(ctx, request{Op: rpcTable, VoterHash: a.hash})
 	if err != nil {
 		return nil, err
 	}
 	return resp.Table, nil
-}
-
-// sendAny sends req to any voter (no leader needed).
-func (a *allocator) sendAny(ctx context.Context, req request) (response, error) {
-	var errs []error
-	for _, p := range a.members.Peers() {
-		if !p.Alive || !p.Endpoint.IsValid() {
-			continue
-		}
-		resp, err := call(ctx, a.dial, a.kr, p.Endpoint, req)
-		if err == nil && resp.Code != "" {
-			err = errorOf(resp.Code, resp.Msg)
-		}
-		if err == nil {
-			return resp, nil
-		}
-		errs = append(errs, fmt.Errorf("voter %s: %w", p.Site, err))
-	}
-	if errs == nil {
-		return response{}, fmt.Errorf("%w: no voter seen through gossip", ErrNoVoter)
-	}
-	return response{}, errors.Join(errs...)
 }
 
 func (a *allocator) release(ctx context.Context, site string) error {
