@@ -21,18 +21,24 @@ import (
 
 // Wire protocol of the allocator endpoint (one TCP port on voters):
 //
-//	client → server  "TFA1" nonceC[16]
-//	server → client  nonceS[16] HMAC(key, "tfsite-alloc server" nonceC nonceS)
-//	client → server  HMAC(key, "tfsite-alloc client" nonceC nonceS) kind[1]
+//	client → server  "TFA2" nonceC[16]
+//	server → client  nonceS[16] HMAC(ks, "tfsite-alloc server" nonceC nonceS)
+//	client → server  HMAC(kc, "tfsite-alloc client" nonceC nonceS)
+//	then, sealed     kind[1], and everything else on the connection
 //
+// ks and kc are the keys the server and the client sign with (their primary
+// keys, derived from the gossip keys); both sides accept any key of their
+// ring, so a key rotation works as memberlist's does. After the MACs every
+// byte is sealed with AES-256-GCM in records (sealedConn), under keys derived
+// from ks, kc and both nonces: a peer without the key is refused, and an
+// on-path attacker can neither read nor alter raft or allocation traffic.
 // kind 'R' hands the connection to raft's NetworkTransport; kind 'A' carries
 // allocation RPC: length-prefixed (uint32 big-endian) JSON request and
-// response frames. The key is derived from the gossip key; the server signs
-// with the primary key, and both sides accept any key of their ring. With
-// no keys, MACs are all-zero and checked as such (lab mode).
+// response frames. With no keys (lab mode) MACs are all-zero and checked as
+// such, and nothing is sealed.
 
 const (
-	handshakeMagic = "TFA1"
+	handshakeMagic = "TFA2"
 	kindRaft       = 'R'
 	kindRPC        = 'A'
 	nonceLen       = 16
@@ -230,24 +236,40 @@ func (kr keyring) mac(key []byte, label string, nc, ns []byte) []byte {
 	return m.Sum(nil)
 }
 
-func (kr keyring) sign(label string, nc, ns []byte) []byte {
-	var k []byte
+// sign MACs with the primary key and returns the key it used (nil without
+// keys).
+func (kr keyring) sign(label string, nc, ns []byte) (mac, key []byte) {
 	if len(kr) > 0 {
-		k = kr[0]
+		key = kr[0]
 	}
-	return kr.mac(k, label, nc, ns)
+	return kr.mac(key, label, nc, ns), key
 }
 
-func (kr keyring) verify(label string, nc, ns, got []byte) bool {
+// verify reports whether got is the MAC of any key of the ring and returns
+// that key (nil without keys).
+func (kr keyring) verify(label string, nc, ns, got []byte) ([]byte, bool) {
 	if len(kr) == 0 {
-		return hmac.Equal(got, make([]byte, macLen))
+		return nil, hmac.Equal(got, make([]byte, macLen))
 	}
 	for _, k := range kr {
 		if hmac.Equal(got, kr.mac(k, label, nc, ns)) {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return nil, false
+}
+
+// seal wraps conn after a handshake signed with ks (server) and kc
+// (client); without keys it is conn itself.
+func seal(conn net.Conn, server bool, ks, kc, nc, ns []byte) (net.Conn, error) {
+	if ks == nil || kc == nil {
+		return conn, nil
+	}
+	c2s, s2c := sessionKeys(ks, kc, nc, ns)
+	if server {
+		return newSealedConn(conn, c2s, s2c)
+	}
+	return newSealedConn(conn, s2c, c2s)
 }
 
 const (
@@ -255,61 +277,81 @@ const (
 	labelClient = "tfsite-alloc client"
 )
 
-// clientHandshake authenticates conn to the server and announces kind.
-// The deadline is the caller's (set on conn) or handshakeTime.
-func (kr keyring) clientHandshake(conn net.Conn, kind byte) error {
+// clientHandshake authenticates conn to the server, announces kind and
+// returns the sealed connection to use from now on. The deadline is the
+// caller's (set on conn) or handshakeTime.
+func (kr keyring) clientHandshake(conn net.Conn, kind byte) (net.Conn, error) {
 	conn.SetDeadline(time.Now().Add(handshakeTime))
 	defer conn.SetDeadline(time.Time{})
 	return kr.clientHandshakeNoDeadline(conn, kind)
 }
 
-func (kr keyring) clientHandshakeNoDeadline(conn net.Conn, kind byte) error {
+func (kr keyring) clientHandshakeNoDeadline(conn net.Conn, kind byte) (net.Conn, error) {
 	nc := make([]byte, nonceLen)
 	rand.Read(nc)
 	if _, err := conn.Write(append([]byte(handshakeMagic), nc...)); err != nil {
-		return fmt.Errorf("allocator handshake: %w", err)
+		return nil, fmt.Errorf("allocator handshake: %w", err)
 	}
 	buf := make([]byte, nonceLen+macLen)
 	if _, err := io.ReadFull(conn, buf); err != nil {
-		return fmt.Errorf("allocator handshake with %s: %w (wrong key, or not a tfsite voter)", conn.RemoteAddr(), err)
+		return nil, fmt.Errorf("allocator handshake with %s: %w (wrong key, or not a tfsite voter of this version)", conn.RemoteAddr(), err)
 	}
 	ns, smac := buf[:nonceLen], buf[nonceLen:]
-	if !kr.verify(labelServer, nc, ns, smac) {
-		return fmt.Errorf("%w: voter %s does not hold our key", ErrAuth, conn.RemoteAddr())
+	ks, ok := kr.verify(labelServer, nc, ns, smac)
+	if !ok {
+		return nil, fmt.Errorf("%w: voter %s does not hold our key", ErrAuth, conn.RemoteAddr())
 	}
-	out := append(kr.sign(labelClient, nc, ns), kind)
-	if _, err := conn.Write(out); err != nil {
-		return fmt.Errorf("allocator handshake: %w", err)
+	cmac, kc := kr.sign(labelClient, nc, ns)
+	if _, err := conn.Write(cmac); err != nil {
+		return nil, fmt.Errorf("allocator handshake: %w", err)
 	}
-	return nil
+	sc, err := seal(conn, false, ks, kc, nc, ns)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sc.Write([]byte{kind}); err != nil {
+		return nil, fmt.Errorf("allocator handshake: %w", err)
+	}
+	return sc, nil
 }
 
-// serverHandshake authenticates a client and returns the connection kind.
-func (kr keyring) serverHandshake(conn net.Conn) (byte, error) {
+// serverHandshake authenticates a client and returns the sealed connection
+// and the connection kind.
+func (kr keyring) serverHandshake(conn net.Conn) (net.Conn, byte, error) {
 	conn.SetDeadline(time.Now().Add(handshakeTime))
 	defer conn.SetDeadline(time.Time{})
 	buf := make([]byte, len(handshakeMagic)+nonceLen)
 	if _, err := io.ReadFull(conn, buf); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	if string(buf[:len(handshakeMagic)]) != handshakeMagic {
-		return 0, fmt.Errorf("%s: not a tfsite allocator client", conn.RemoteAddr())
+		return nil, 0, fmt.Errorf("%s: not a tfsite allocator client of this version (magic %q, want %q)", conn.RemoteAddr(), buf[:len(handshakeMagic)], handshakeMagic)
 	}
 	nc := buf[len(handshakeMagic):]
 	ns := make([]byte, nonceLen)
 	rand.Read(ns)
-	if _, err := conn.Write(append(ns, kr.sign(labelServer, nc, ns)...)); err != nil {
-		return 0, err
+	smac, ks := kr.sign(labelServer, nc, ns)
+	if _, err := conn.Write(append(ns, smac...)); err != nil {
+		return nil, 0, err
 	}
-	resp := make([]byte, macLen+1)
-	if _, err := io.ReadFull(conn, resp); err != nil {
+	cmac := make([]byte, macLen)
+	if _, err := io.ReadFull(conn, cmac); err != nil {
 		// Usually a client that gave up (overload) or found our key wrong.
-		return 0, fmt.Errorf("%w: %w: %s closed during handshake: %v", ErrAuth, errPeerGone, conn.RemoteAddr(), err)
+		return nil, 0, fmt.Errorf("%w: %w: %s closed during handshake: %v", ErrAuth, errPeerGone, conn.RemoteAddr(), err)
 	}
-	if !kr.verify(labelClient, nc, ns, resp[:macLen]) {
-		return 0, fmt.Errorf("%w: %s does not hold our key", ErrAuth, conn.RemoteAddr())
+	kc, ok := kr.verify(labelClient, nc, ns, cmac)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: %s does not hold our key", ErrAuth, conn.RemoteAddr())
 	}
-	return resp[macLen], nil
+	sc, err := seal(conn, true, ks, kc, nc, ns)
+	if err != nil {
+		return nil, 0, err
+	}
+	kind := make([]byte, 1)
+	if _, err := io.ReadFull(sc, kind); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w: %s: %v", ErrAuth, errPeerGone, conn.RemoteAddr(), err)
+	}
+	return sc, kind[0], nil
 }
 
 // endpoint is the voter's listener: it authenticates every connection and
@@ -381,19 +423,19 @@ func (e *endpoint) untrack(c net.Conn) {
 	e.mu.Unlock()
 }
 
-func (e *endpoint) serveConn(ctx context.Context, c net.Conn) {
-	kind, err := e.kr.serverHandshake(c)
+func (e *endpoint) serveConn(ctx context.Context, raw net.Conn) {
+	c, kind, err := e.kr.serverHandshake(raw)
 	if err != nil {
 		if errors.Is(err, ErrAuth) && !errors.Is(err, errPeerGone) {
 			e.onError(err) // a peer with the wrong key: worth a warning
 		}
-		e.untrack(c)
-		c.Close()
+		e.untrack(raw)
+		raw.Close()
 		return
 	}
 	switch kind {
 	case kindRaft:
-		e.untrack(c) // raft owns it now; the transport closes it
+		e.untrack(raw) // raft owns it now; the transport closes it
 		select {
 		case e.raftCh <- c:
 		case <-e.closed:
@@ -403,11 +445,11 @@ func (e *endpoint) serveConn(ctx context.Context, c net.Conn) {
 	case kindRPC:
 	default:
 		e.onError(fmt.Errorf("allocator endpoint: %s asked for unknown kind %q", c.RemoteAddr(), kind))
-		e.untrack(c)
+		e.untrack(raw)
 		c.Close()
 		return
 	}
-	defer func() { e.untrack(c); c.Close() }()
+	defer func() { e.untrack(raw); c.Close() }()
 	br := bufio.NewReader(c)
 	for {
 		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
@@ -471,11 +513,12 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, err
 	}
-	if err := s.e.kr.clientHandshake(c, kindRaft); err != nil {
+	sc, err := s.e.kr.clientHandshake(c, kindRaft)
+	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	return c, nil
+	return sc, nil
 }
 
 // call performs one RPC to a voter endpoint.
@@ -492,13 +535,14 @@ func call(ctx context.Context, dial func(context.Context, netip.AddrPort) (net.C
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if err := kr.clientHandshakeNoDeadline(c, kindRPC); err != nil {
+	sc, err := kr.clientHandshakeNoDeadline(c, kindRPC)
+	if err != nil {
 		return response{}, err
 	}
-	if err := writeFrame(c, req); err != nil {
+	if err := writeFrame(sc, req); err != nil {
 		return response{}, fmt.Errorf("sending to voter %s: %w", addr, err)
 	}
-	b, err := readFrame(bufio.NewReader(c))
+	b, err := readFrame(bufio.NewReader(sc))
 	if err != nil {
 		return response{}, fmt.Errorf("reading from voter %s: %w", addr, err)
 	}

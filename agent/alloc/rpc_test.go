@@ -34,14 +34,14 @@ func handshake(t *testing.T, server, client keyring) (byte, error, error) {
 			return
 		}
 		defer c.Close()
-		k, err := server.serverHandshake(c)
+		_, k, err := server.serverHandshake(c)
 		ch <- sres{k, err}
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cerr := client.clientHandshake(c, kindRPC)
+	_, cerr := client.clientHandshake(c, kindRPC)
 	c.Close()
 	s := <-ch
 	return s.kind, s.err, cerr
