@@ -198,3 +198,43 @@ func drain(errc <-chan error) error {
 		return nil
 	}
 }
+
+// bufConn is a net.Conn over an in-memory reader and writer.
+type bufConn struct {
+	net.Conn
+	r io.Reader
+	w io.Writer
+}
+
+func (c bufConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c bufConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c bufConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7947} }
+
+// FuzzSealedConnRead feeds arbitrary bytes to the record reader: it must
+// return an error or plaintext that was sealed under the key, never panic.
+func FuzzSealedConnRead(f *testing.F) {
+	k := bytes.Repeat([]byte{7}, 32)
+	var sealed bytes.Buffer
+	w, err := newSealedConn(bufConn{w: &sealed}, k, k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	w.Write([]byte("allocate "))
+	w.Write([]byte("site-b")) // two records
+	f.Add(sealed.Bytes())
+	f.Add([]byte{0, 0, 0, 16})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := newSealedConn(bufConn{r: bytes.NewReader(b)}, k, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(c)
+		if len(out) > len(b) {
+			t.Fatalf("read %d bytes of plaintext from %d on the wire", len(out), len(b))
+		}
+		if err == nil && !bytes.HasPrefix([]byte("allocate site-b"), out) {
+			t.Fatalf("opened %q, which was never sealed", out)
+		}
+	})
+}
