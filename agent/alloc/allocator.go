@@ -68,9 +68,8 @@ func (a *Allocator) Local() (Allocation, bool) { return a.impl.local() }
 func (a *Allocator) Wait(ctx context.Context) (Allocation, error) { return a.impl.wait(ctx) }
 
 // Table returns every committed allocation, sorted by site, as the Raft
-// leader holds it after a barrier: complete up to the moment of the call, so
-// a site missing from it holds nothing. It needs a voter quorum (ErrNoQuorum
-// without one).
+// leader holds it (see readBarrier): a site missing from it holds nothing.
+// It needs a voter quorum (ErrNoQuorum without one).
 func (a *Allocator) Table(ctx context.Context) ([]Allocation, error) { return a.impl.table(ctx) }
 
 // Release frees site's allocation through the leader so that its values can

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,6 +53,7 @@ type allocator struct {
 	phase      string
 	lastErr    string
 	leaderHint string
+	readTerm   atomic.Uint64 // the term readBarrier last ran a raft barrier in
 	changes    notify.Hub
 	allocated  chan struct{} // closed once rec is set
 
@@ -561,11 +563,7 @@ func (a *allocator) handle(ctx context.Context, req request) response {
 		return resp
 	}
 	if req.Op == rpcTable {
-		// After a barrier (committed through a quorum) every committed
-		// entry is applied: a follower's replica may lag, a deposed leader
-		// cannot pass, and a caller that prunes by this table (the BGP
-		// peers) must never see a held allocation as released.
-		if err := a.raft.Barrier(a.cfg.RequestTimeout).Error(); err != nil {
+		if err := a.readBarrier(); err != nil {
 			return response{Code: codeNoQuorum, Msg: fmt.Sprintf("leader %s: %v", a.cfg.Site, err)}
 		}
 		return response{Table: a.fsm.table()}
@@ -781,6 +779,24 @@ func (a *allocator) wait(ctx context.Context) (Allocation, error) {
 	case <-a.done:
 		return Allocation{}, ErrClosed
 	}
+}
+
+// readBarrier makes the leader's state machine safe to read for callers
+// that prune by it (the BGP peers must never see a held allocation as
+// released): once per term a raft barrier, so every entry of earlier terms
+// is applied (a follower's replica, or a voter that just restarted, may
+// lag); per read a quorum heartbeat round (VerifyLeader), so a deposed
+// leader cannot answer. Reads write no log entry. What this leader
+// committed but has not applied yet is its own unanswered work: an
+// assignment nobody holds yet, or a release that only keeps a peer longer.
+func (a *allocator) readBarrier() error {
+	if term := a.raft.CurrentTerm(); a.readTerm.Load() != term {
+		if err := a.raft.Barrier(a.cfg.RequestTimeout).Error(); err != nil {
+			return err
+		}
+		a.readTerm.Store(term)
+	}
+	return a.raft.VerifyLeader().Error()
 }
 
 func (a *allocator) table(ctx context.Context) ([]Allocation, error) {
