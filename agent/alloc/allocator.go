@@ -68,8 +68,9 @@ func (a *Allocator) Local() (Allocation, bool) { return a.impl.local() }
 func (a *Allocator) Wait(ctx context.Context) (Allocation, error) { return a.impl.wait(ctx) }
 
 // Table returns every committed allocation, sorted by site, as the Raft
-// leader holds it (see readBarrier): a site missing from it holds nothing.
-// It needs a voter quorum (ErrNoQuorum without one).
+// leader holds it once a quorum has confirmed its leadership (never a
+// follower's possibly lagging replica): a site missing from it holds
+// nothing. It needs a voter quorum (ErrNoQuorum without one).
 func (a *Allocator) Table(ctx context.Context) ([]Allocation, error) { return a.impl.table(ctx) }
 
 // Release frees site's allocation through the leader so that its values can
