@@ -30,9 +30,10 @@ import (
 
 // Source tells bring-up what the agent knows.
 type Source interface {
-	// Params is false until the allocation AND the underlay are known (the
-	// agent fills Site, ASN, prefixes, address, gateway, interface, NodeName).
-	Params() (kube.SiteParams, bool)
+	// Params are the site's parameters once the allocation AND the underlay
+	// are known (Site, ASN, prefixes, address, gateway, interface); until
+	// then the error says what is missing, and the pass waits for it.
+	Params() (kube.SiteParams, error)
 	// Peers are the other sites to BGP-peer with. An error (the agent is
 	// unreachable) leaves TF's peering as it is.
 	Peers(ctx context.Context) ([]tf.Peer, error)
@@ -253,9 +254,9 @@ func (b *BringUp) Pass(ctx context.Context) {
 	b.passMu.Lock()
 	defer b.passMu.Unlock()
 	p := &pass{b: b}
-	params, ok := b.src.Params()
-	if !ok {
-		p.wait(StepParams, "the site's allocation and underlay (address, gateway, interface) are not known yet")
+	params, err := b.src.Params()
+	if err != nil {
+		p.wait(StepParams, err.Error())
 		return
 	}
 	if b.cfg.TFRegistry != "" {

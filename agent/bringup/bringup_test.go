@@ -57,10 +57,13 @@ type source struct {
 	peersErr error
 }
 
-func (s *source) Params() (kube.SiteParams, bool) {
+func (s *source) Params() (kube.SiteParams, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.params, s.ok
+	if !s.ok {
+		return s.params, errors.New("the site's allocation is not known yet (test source)")
+	}
+	return s.params, nil
 }
 
 func (s *source) Peers(context.Context) ([]tf.Peer, error) {

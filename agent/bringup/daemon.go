@@ -16,6 +16,7 @@ import (
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/peering"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
@@ -247,33 +248,51 @@ func (s *apiSource) set(st api.Status) {
 	s.mu.Unlock()
 }
 
-// Params implements Source: false until the agent reported an allocation
-// and a discovered underlay (address, gateway, interface).
-func (s *apiSource) Params() (kube.SiteParams, bool) {
+// Params implements Source from the agent's last status (SiteFromStatus).
+func (s *apiSource) Params() (kube.SiteParams, error) {
 	s.mu.Lock()
 	st := s.st
 	s.mu.Unlock()
 	if st == nil {
-		return kube.SiteParams{}, false
+		return kube.SiteParams{}, errors.New("the agent has not answered on its API socket yet")
 	}
-	return paramsFromStatus(*st)
+	return SiteFromStatus(*st)
 }
 
-// paramsFromStatus builds the site parameters from the agent's status.
-func paramsFromStatus(st api.Status) (kube.SiteParams, bool) {
-	al, u := st.Allocation, st.Underlay
-	if al == nil || u == nil || u.Disabled {
-		return kube.SiteParams{}, false
+// ErrNoUnderlay means the agent's status lacks the discovered underlay
+// (interface, address with its prefix length, gateway) that bring-up
+// configures the node and vrouter with.
+var ErrNoUnderlay = errors.New("the agent has not discovered the underlay")
+
+// SiteFromStatus maps an agent's status onto site parameters: the site's
+// name and allocation, and the underlay interface, address and gateway that
+// discovery found. It is the one mapping both bring-up and `tfsite render
+// --socket` use. p carries whatever the status holds even when err is not
+// nil; err wraps peering.ErrNotAllocated (no committed allocation yet) or
+// ErrNoUnderlay, and says what is missing.
+func SiteFromStatus(st api.Status) (p kube.SiteParams, err error) {
+	p.Site = st.Site
+	var errs []error
+	if al := st.Allocation; al != nil {
+		p.ASN, p.Pod, p.Service, p.Fabric = al.ASN, al.Pod, al.Service, al.Fabric
+	} else {
+		errs = append(errs, fmt.Errorf("%w: site %q is in phase %s; wait for `tfsite status --allocated`", peering.ErrNotAllocated, st.Site, st.Phase))
 	}
-	addr, err1 := netip.ParsePrefix(u.Address)
-	gw, err2 := netip.ParseAddr(u.Gateway)
-	if err1 != nil || err2 != nil {
-		return kube.SiteParams{}, false
+	switch u := st.Underlay; {
+	case u == nil:
+		errs = append(errs, fmt.Errorf("%w yet", ErrNoUnderlay))
+	case u.Disabled:
+		errs = append(errs, fmt.Errorf("%w: discovery is off on this agent (--no-underlay / underlay.disabled)", ErrNoUnderlay))
+	default:
+		p.PhysicalInterface = u.Interface
+		addr, err1 := netip.ParsePrefix(u.Address)
+		gw, err2 := netip.ParseAddr(u.Gateway)
+		p.AdvertiseAddress, p.Gateway = addr.Addr(), gw
+		if u.Interface == "" || err1 != nil || err2 != nil {
+			errs = append(errs, fmt.Errorf("%w: interface %q, address %q, gateway %q (discovery has not finished)", ErrNoUnderlay, u.Interface, u.Address, u.Gateway))
+		}
 	}
-	return kube.SiteParams{
-		Site: st.Site, ASN: al.ASN, Pod: al.Pod, Service: al.Service, Fabric: al.Fabric,
-		AdvertiseAddress: addr.Addr(), Gateway: gw, PhysicalInterface: u.Interface,
-	}, true
+	return p, errors.Join(errs...)
 }
 
 // Peers implements Source through GET /v1/bgp-peers.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/peering"
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
@@ -92,9 +93,13 @@ func TestDaemonFollowsTheAgentAndReports(t *testing.T) {
 		d.Close()
 	}()
 
-	rep := waitReport(t, cfg.StateDir, "waiting report", func(b *api.BringUp) bool { return b.Phase == PhaseWaiting && !b.Updated.IsZero() })
-	if !strings.Contains(rep.Waiting, "allocation") {
-		t.Fatalf("waiting report %+v: want what it waits for (the allocation)", rep)
+	// The first pass may run before the agent's first answer ("not answered
+	// yet"); once it answered, the report names what is missing.
+	rep := waitReport(t, cfg.StateDir, "waiting report naming the allocation", func(b *api.BringUp) bool {
+		return b.Phase == PhaseWaiting && !b.Updated.IsZero() && strings.Contains(b.Waiting, "allocation")
+	})
+	if !strings.Contains(rep.Waiting, "tfsite status --allocated") {
+		t.Fatalf("waiting report %+v: want what it waits for and how to watch it", rep)
 	}
 
 	backend.set(func(b *agentBackend) {
@@ -129,23 +134,43 @@ func TestNewDaemonRefusesDisabledBringUp(t *testing.T) {
 	}
 }
 
-func TestParamsFromStatus(t *testing.T) {
+func TestSiteFromStatus(t *testing.T) {
 	al := &api.Allocation{ASN: 64601, Pod: netip.MustParsePrefix("10.40.0.0/16"), Service: netip.MustParsePrefix("10.41.0.0/16"), Fabric: netip.MustParsePrefix("10.42.0.0/16")}
 	under := &api.Underlay{Interface: "eth0", Address: "192.168.50.10/24", Gateway: "192.168.50.1"}
-	p, ok := paramsFromStatus(api.Status{Site: "alpha", Allocation: al, Underlay: under})
-	if !ok || p.Site != "alpha" || p.ASN != 64601 || p.Pod != al.Pod || p.AdvertiseAddress != netip.MustParseAddr("192.168.50.10") ||
-		p.Gateway != netip.MustParseAddr("192.168.50.1") || p.PhysicalInterface != "eth0" {
-		t.Fatalf("params %+v, %v", p, ok)
+	p, err := SiteFromStatus(api.Status{Site: "alpha", Allocation: al, Underlay: under})
+	if err != nil || p.Site != "alpha" || p.ASN != 64601 || p.Pod != al.Pod || p.Service != al.Service || p.Fabric != al.Fabric ||
+		p.AdvertiseAddress != netip.MustParseAddr("192.168.50.10") || p.Gateway != netip.MustParseAddr("192.168.50.1") || p.PhysicalInterface != "eth0" {
+		t.Fatalf("params %+v, %v", p, err)
 	}
-	for name, st := range map[string]api.Status{
-		"no allocation":     {Site: "alpha", Underlay: under},
-		"no underlay":       {Site: "alpha", Allocation: al},
-		"underlay disabled": {Site: "alpha", Allocation: al, Underlay: &api.Underlay{Disabled: true}},
-		"no gateway":        {Site: "alpha", Allocation: al, Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10/24"}},
+	for name, tc := range map[string]struct {
+		st      api.Status
+		is      []error
+		mention string
+	}{
+		"no allocation":     {api.Status{Site: "alpha", Phase: "allocating", Underlay: under}, []error{peering.ErrNotAllocated}, `phase allocating`},
+		"no underlay":       {api.Status{Site: "alpha", Allocation: al}, []error{ErrNoUnderlay}, "yet"},
+		"underlay disabled": {api.Status{Site: "alpha", Allocation: al, Underlay: &api.Underlay{Disabled: true}}, []error{ErrNoUnderlay}, "discovery is off"},
+		"no gateway":        {api.Status{Site: "alpha", Allocation: al, Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10/24"}}, []error{ErrNoUnderlay}, `gateway ""`},
+		"bare address":      {api.Status{Site: "alpha", Allocation: al, Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10", Gateway: "192.168.50.1"}}, []error{ErrNoUnderlay}, `address "192.168.50.10"`},
+		"nothing yet":       {api.Status{Site: "alpha", Phase: "joining"}, []error{peering.ErrNotAllocated, ErrNoUnderlay}, "joining"},
 	} {
-		if _, ok := paramsFromStatus(st); ok {
-			t.Errorf("%s: params reported known", name)
+		p, err := SiteFromStatus(tc.st)
+		for _, want := range tc.is {
+			if !errors.Is(err, want) {
+				t.Errorf("%s: err = %v, want %v", name, err, want)
+			}
 		}
+		if err == nil || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("%s: err = %v, want it to mention %q", name, err, tc.mention)
+		}
+		// What the status does hold is kept: render fills the rest from flags.
+		if p.Site != "alpha" || (tc.st.Allocation != nil && p.ASN != al.ASN) {
+			t.Errorf("%s: partial params %+v lost what the status holds", name, p)
+		}
+	}
+	// The partial underlay is kept too.
+	if p, _ := SiteFromStatus(api.Status{Site: "alpha", Allocation: al, Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10/24"}}); p.PhysicalInterface != "eth0" || p.AdvertiseAddress != netip.MustParseAddr("192.168.50.10") {
+		t.Errorf("partial underlay: params %+v", p)
 	}
 }
 

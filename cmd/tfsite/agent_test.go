@@ -91,6 +91,16 @@ func TestStatusPeersReleaseAgainstAgent(t *testing.T) {
 	if err != nil || !strings.Contains(out, fmt.Sprint(st.Allocation.ASN)) || !strings.Contains(out, "peers (0)") {
 		t.Fatalf("status table = %q (%v)", out, err)
 	}
+	// render --socket takes the allocation from the agent; with discovery off
+	// the gossip address stands in for the node address, flags fill the rest.
+	rendered := filepath.Join(dir, "render")
+	if _, err := runCmd(t, "render", "--socket", sock, "--gateway", "192.0.2.1", "--interface", "eth9", "--out", rendered); err != nil {
+		t.Fatalf("render --socket: %v", err)
+	}
+	tfYAML, _ := os.ReadFile(filepath.Join(rendered, "tf.yaml"))
+	if !strings.Contains(string(tfYAML), fmt.Sprintf("BGP_ASN: \"%d\"", st.Allocation.ASN)) || !strings.Contains(string(tfYAML), c.Gossip.BindAddress) {
+		t.Fatalf("render --socket: tf.yaml lacks the agent's ASN %d or its address %s:\n%s", st.Allocation.ASN, c.Gossip.BindAddress, tfYAML)
+	}
 	if out, err = runCmd(t, "peers", "--socket", sock, "--json"); err != nil || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("peers --json = %q (%v)", out, err)
 	}

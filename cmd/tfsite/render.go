@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/agent/peering"
@@ -108,23 +109,14 @@ func (f *siteFlags) params(cmd *cobra.Command) (kube.SiteParams, error) {
 	return p, p.Validate()
 }
 
-// siteFromStatus takes the site parameters from an agent's status: name and
-// allocation, and the underlay interface, address and gateway that discovery
-// found (the advertised gossip address when discovery is off).
+// siteFromStatus takes the site parameters from an agent's status
+// (bringup.SiteFromStatus). Only the allocation is required: flags may fill
+// what discovery did not find, and without a discovered underlay the site's
+// advertised gossip address stands in for the node address.
 func siteFromStatus(st api.Status) (kube.SiteParams, error) {
-	p := kube.SiteParams{Site: st.Site}
-	if st.Allocation == nil {
-		return p, fmt.Errorf("%w: site %q is in phase %s; wait for `tfsite status --allocated`", peering.ErrNotAllocated, st.Site, st.Phase)
-	}
-	p.ASN, p.Pod, p.Service, p.Fabric = st.Allocation.ASN, st.Allocation.Pod, st.Allocation.Service, st.Allocation.Fabric
-	if u := st.Underlay; u != nil && !u.Disabled {
-		p.PhysicalInterface = u.Interface
-		if a, err := netip.ParsePrefix(u.Address); err == nil {
-			p.AdvertiseAddress = a.Addr()
-		} else if a, err := netip.ParseAddr(u.Address); err == nil {
-			p.AdvertiseAddress = a
-		}
-		p.Gateway, _ = netip.ParseAddr(u.Gateway)
+	p, err := bringup.SiteFromStatus(st)
+	if errors.Is(err, peering.ErrNotAllocated) {
+		return p, err
 	}
 	if !p.AdvertiseAddress.IsValid() {
 		if ap, err := netip.ParseAddrPort(st.Gossip); err == nil {
