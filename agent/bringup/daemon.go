@@ -292,7 +292,13 @@ func SiteFromStatus(st api.Status) (p kube.SiteParams, err error) {
 			errs = append(errs, fmt.Errorf("%w: interface %q, address %q, gateway %q (discovery has not finished)", ErrNoUnderlay, u.Interface, u.Address, u.Gateway))
 		}
 	}
-	return p, errors.Join(errs...)
+	switch len(errs) {
+	case 0:
+		return p, nil
+	case 1:
+		return p, errs[0]
+	}
+	return p, fmt.Errorf("%w; %w", errs[0], errs[1]) // one line: it is the bring-up report's "waiting"
 }
 
 // Peers implements Source through GET /v1/bgp-peers.
