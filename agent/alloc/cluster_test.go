@@ -317,6 +317,28 @@ func TestRestartKeepsAllocation(t *testing.T) {
 	checkRecords(t, v, s, n)
 }
 
+// TestReleaseRightAfterVoterRestart: an operator releasing a departed site
+// on a voter that just restarted meets an election still under way; the
+// release waits it out (within the request timeout) instead of failing.
+func TestReleaseRightAfterVoterRestart(t *testing.T) {
+	voters := []string{"v"}
+	v := startSite(t, "v", "", voters, nil)
+	s := startSite(t, "s", "", voters, []string{v.gossip()})
+	waitAllocated(t, 30*time.Second, v, s)
+	s.stop() // departs for good
+	v.stop()
+	v = v.restart(voters, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := v.a.Release(ctx, "s"); err != nil {
+		t.Fatalf("release on a just-restarted voter: %v", err)
+	}
+	table, err := v.a.Table(ctx)
+	if err != nil || len(table) != 1 || table[0].Site != "v" {
+		t.Fatalf("table after the release = %v (%v), want only v", table, err)
+	}
+}
+
 func TestMinorityStallsThenHeals(t *testing.T) {
 	voters := []string{"v1", "v2", "v3"}
 	v1 := startSite(t, "v1", "", voters, nil)

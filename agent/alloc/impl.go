@@ -813,11 +813,33 @@ func (a *allocator) release(ctx context.Context, site string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
+	if a.voter {
+		// An operator often releases right after restarting a voter: wait
+		// out the election under way instead of failing at once.
+		a.awaitLeader(ctx)
+	}
 	_, err := a.send(ctx, request{Op: rpcRelease, Site: site, VoterHash: a.hash})
 	if err != nil {
 		return fmt.Errorf("releasing site %s: %w", site, err)
 	}
 	return nil
+}
+
+// awaitLeader returns once this voter knows a Raft leader, or when ctx is
+// done (the caller's request then reports what it meets).
+func (a *allocator) awaitLeader(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := a.raft.LeaderWithID(); id != "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (a *allocator) status() Status {

@@ -51,6 +51,8 @@ type Config struct {
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 	// tune, set only by tests, adjusts memberlist timers.
 	tune func(*memberlist.Config)
+	// metaTimeout, set only by tests, replaces DefaultMetaTimeout.
+	metaTimeout time.Duration
 }
 
 // Default returns a Config with defaults; Site and Seeds still have to be set.

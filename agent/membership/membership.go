@@ -64,7 +64,8 @@ type Membership struct {
 	local netip.AddrPort
 
 	mu        sync.Mutex
-	meta      []byte
+	meta      []byte                      // the local metadata (what NodeMeta answers)
+	published []byte                      // the last meta that gossip carried out (UpdateMeta)
 	known     map[string]*memberlist.Node // every node ever seen (copies), by name
 	decoded   map[string]decodedMeta      // known[name].Meta, decoded once when it changes
 	conflicts map[string]string           // site → description of the conflict
@@ -447,6 +448,16 @@ func (m *Membership) View() ([]Member, []string) {
 }
 
 // UpdateMeta replaces the local metadata (Site is forced) and gossips it.
+//
+// memberlist can silently drop the broadcast of an update (hashicorp/memberlist
+// #263: when an update replaces the only queued message its queue reuses
+// message ids, and of two queued messages with equal id, length and transmit
+// count only one is kept; sites publishing equal-sized metadata at once hit
+// it). The local node then carries the new metadata, but peers would hear of
+// it only at the next push/pull, 15 s to minutes away. So when the broadcast
+// does not complete in time, UpdateMeta hands our state to a live peer
+// directly (a push/pull, which the peer merges and gossips on); if no peer
+// answers, the update stays unpublished and the next call gossips it again.
 func (m *Membership) UpdateMeta(meta Meta) error {
 	meta.Site = m.cfg.Site
 	b, err := EncodeMeta(meta)
@@ -458,16 +469,62 @@ func (m *Membership) UpdateMeta(meta Meta) error {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	same := bytes.Equal(b, m.meta)
+	same := bytes.Equal(b, m.published)
 	m.meta = b
 	m.mu.Unlock()
 	if same {
 		return nil
 	}
-	if err := m.ml.UpdateNode(2 * time.Second); err != nil {
-		return fmt.Errorf("gossiping metadata: %w", err)
+	if err := m.gossipMeta(); err != nil {
+		return err
 	}
+	m.mu.Lock()
+	m.published = b
+	m.mu.Unlock()
 	return nil
+}
+
+// gossipMeta broadcasts the local metadata (NodeMeta) and, when memberlist
+// does not finish the broadcast in time, pushes it to a live peer instead.
+func (m *Membership) gossipMeta() error {
+	err := m.ml.UpdateNode(m.metaTimeout())
+	if err == nil {
+		return nil
+	}
+	if m.pushState() {
+		m.log.Debug("metadata broadcast did not complete; pushed our state to a peer instead", "err", err)
+		return nil
+	}
+	return fmt.Errorf("gossiping metadata: %w (and no live peer took a push/pull; retried on the next update)", err)
+}
+
+// pushState exchanges full state (a memberlist push/pull) with up to three
+// live peers in random order (their own re-gossip can lose it the same way;
+// three cover a small fleet outright); it reports whether one answered.
+func (m *Membership) pushState() bool {
+	alive := m.liveNames()
+	var cand []string
+	m.mu.Lock()
+	for name, n := range m.known {
+		if name != m.cfg.Site && alive[name] {
+			cand = append(cand, n.Address())
+		}
+	}
+	m.mu.Unlock()
+	rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	n, _ := m.ml.Join(cand[:min(3, len(cand))])
+	return n > 0
+}
+
+// DefaultMetaTimeout bounds how long UpdateMeta waits for memberlist to
+// finish gossiping a metadata update.
+const DefaultMetaTimeout = 2 * time.Second
+
+func (m *Membership) metaTimeout() time.Duration {
+	if m.cfg.metaTimeout > 0 {
+		return m.cfg.metaTimeout
+	}
+	return DefaultMetaTimeout
 }
 
 // Meta returns the local metadata as last set.
@@ -496,7 +553,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		m.mu.Lock()
 		m.meta = b
 		m.mu.Unlock()
-		if err := m.ml.UpdateNode(timeout / 2); err != nil {
+		if err := m.ml.UpdateNode(timeout / 2); err != nil && !m.pushState() {
 			m.log.Warn("gossiping leave mark", "err", err)
 		}
 	}

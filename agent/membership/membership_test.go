@@ -351,3 +351,63 @@ func TestPeerLookupAgreesWithMembers(t *testing.T) {
 		t.Errorf("Peers() = %v, Members() says %v", got, want)
 	}
 }
+
+// TestMetaUpdateReachesPeersDespiteLostBroadcast: memberlist's broadcast
+// queue can silently drop a node's own metadata update (hashicorp/memberlist
+// #263: when an update replaces the only queued message the queue reuses
+// message ids, and of two queued messages with equal id, length and transmit
+// count only one is kept). The sequence that loses it is the agent's own at
+// start-up: sites start together and publish their first metadata, then all
+// publish their allocations at once, with metadata of equal size. Every
+// update must reach every peer within a bound well below memberlist's
+// push/pull interval (15 s in the local profile), the only other way it
+// would get there. Each round starts a fresh fleet: without the repair about
+// half the rounds lose an update.
+func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	fast := func(c *Config) { c.metaTimeout = 300 * time.Millisecond }
+	meta := func(site string, al bool) Meta {
+		m := Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h"}
+		if al {
+			m.Alloc = &alloc.Allocation{Site: site, ASN: 64600, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
+		}
+		return m
+	}
+	const bound = 2 * time.Second
+	for round := range 6 {
+		a := startNode(t, "a", nil, withKeys(key), fast)
+		b := startNode(t, "b", []string{a.LocalAddr().String()}, withKeys(key), fast)
+		c := startNode(t, "c", []string{a.LocalAddr().String(), b.LocalAddr().String()}, withKeys(key), fast)
+		ms := []*Membership{a, b, c}
+		for _, m := range ms {
+			m.UpdateMeta(meta(m.cfg.Site, false))
+		}
+		time.Sleep(time.Second)
+		var wg sync.WaitGroup
+		for _, m := range ms {
+			wg.Go(func() { m.UpdateMeta(meta(m.cfg.Site, true)) })
+		}
+		start := time.Now()
+		converged := func() bool {
+			for _, x := range ms {
+				for _, mem := range x.Members() {
+					if mem.Meta.Alloc == nil {
+						return false
+					}
+				}
+			}
+			return true
+		}
+		for !converged() {
+			if time.Since(start) > bound {
+				wg.Wait()
+				t.Fatalf("round %d: after %s not every site sees every site's allocation in gossip", round, bound)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		wg.Wait()
+		for _, m := range ms {
+			m.Close()
+		}
+	}
+}
