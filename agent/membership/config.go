@@ -51,8 +51,10 @@ type Config struct {
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 	// tune, set only by tests, adjusts memberlist timers.
 	tune func(*memberlist.Config)
-	// metaTimeout, set only by tests, replaces DefaultMetaTimeout.
+	// metaTimeout and retryFirst, set only by tests, replace
+	// DefaultMetaTimeout and DefaultRetryFirst.
 	metaTimeout time.Duration
+	retryFirst  time.Duration
 }
 
 // Default returns a Config with defaults; Site and Seeds still have to be set.

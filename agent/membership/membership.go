@@ -66,6 +66,8 @@ type Membership struct {
 	mu        sync.Mutex
 	meta      []byte                      // the local metadata (what NodeMeta answers)
 	published []byte                      // the last meta that gossip carried out (UpdateMeta)
+	retryAt   time.Time                   // when UpdateMeta may re-broadcast an unpublished meta
+	retryWait time.Duration               // the current backoff between those re-broadcasts
 	known     map[string]*memberlist.Node // every node ever seen (copies), by name
 	decoded   map[string]decodedMeta      // known[name].Meta, decoded once when it changes
 	conflicts map[string]string           // site → description of the conflict
@@ -83,6 +85,9 @@ type Membership struct {
 func New(cfg Config, log *slog.Logger) (*Membership, error) {
 	if cfg.RejoinInterval == 0 {
 		cfg.RejoinInterval = Default().RejoinInterval
+	}
+	if cfg.retryFirst == 0 {
+		cfg.retryFirst = DefaultRetryFirst
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("membership config: %w", err)
@@ -454,10 +459,13 @@ func (m *Membership) View() ([]Member, []string) {
 // message ids, and of two queued messages with equal id, length and transmit
 // count only one is kept; sites publishing equal-sized metadata at once hit
 // it). The local node then carries the new metadata, but peers would hear of
-// it only at the next push/pull, 15 s to minutes away. So when the broadcast
-// does not complete in time, UpdateMeta hands our state to a live peer
-// directly (a push/pull, which the peer merges and gossips on); if no peer
-// answers, the update stays unpublished and the next call gossips it again.
+// it only at the next push/pull, 15 s to minutes away. So an update whose
+// broadcast does not complete in time stays unpublished, and a later call
+// with the same metadata broadcasts it again (the agent calls at least every
+// 5 s) once a backoff has passed: 1 s, doubling up to a minute, jittered. A
+// fresh broadcast replaces the lost one. Repairing by push/pull instead
+// would move the whole fleet's state: tried, it slowed 500 sites starting at
+// once from 10-20 s to 25-53 s.
 func (m *Membership) UpdateMeta(meta Meta) error {
 	meta.Site = m.cfg.Site
 	b, err := EncodeMeta(meta)
@@ -469,51 +477,45 @@ func (m *Membership) UpdateMeta(meta Meta) error {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	same := bytes.Equal(b, m.published)
+	if bytes.Equal(b, m.published) || (bytes.Equal(b, m.meta) && time.Now().Before(m.retryAt)) {
+		m.mu.Unlock()
+		return nil // published, or a retry of it is not due yet
+	}
+	if !bytes.Equal(b, m.meta) {
+		m.retryWait = 0 // new content: gossip it now
+	}
 	m.meta = b
 	m.mu.Unlock()
-	if same {
-		return nil
-	}
-	if err := m.gossipMeta(); err != nil {
+	err = m.gossipMeta()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		// Retry with jittered backoff: during a fleet's start-up burst
+		// broadcasts are slow rather than lost, and re-broadcasting on
+		// every pass would add to the load.
+		m.retryWait = min(max(2*m.retryWait, m.cfg.retryFirst), retryMax)
+		m.retryAt = time.Now().Add(m.retryWait/2 + rand.N(m.retryWait))
 		return err
 	}
-	m.mu.Lock()
 	m.published = b
-	m.mu.Unlock()
 	return nil
 }
 
-// gossipMeta broadcasts the local metadata (NodeMeta) and, when memberlist
-// does not finish the broadcast in time, pushes it to a live peer instead.
-func (m *Membership) gossipMeta() error {
-	err := m.ml.UpdateNode(m.metaTimeout())
-	if err == nil {
-		return nil
-	}
-	if m.pushState() {
-		m.log.Debug("metadata broadcast did not complete; pushed our state to a peer instead", "err", err)
-		return nil
-	}
-	return fmt.Errorf("gossiping metadata: %w (and no live peer took a push/pull; retried on the next update)", err)
-}
+// DefaultRetryFirst and retryMax bound the backoff (jittered 0.5x..1.5x)
+// between re-broadcasts of a metadata update whose broadcast did not
+// complete.
+const (
+	DefaultRetryFirst = time.Second
+	retryMax          = time.Minute
+)
 
-// pushState exchanges full state (a memberlist push/pull) with up to three
-// live peers in random order (their own re-gossip can lose it the same way;
-// three cover a small fleet outright); it reports whether one answered.
-func (m *Membership) pushState() bool {
-	alive := m.liveNames()
-	var cand []string
-	m.mu.Lock()
-	for name, n := range m.known {
-		if name != m.cfg.Site && alive[name] {
-			cand = append(cand, n.Address())
-		}
+// gossipMeta broadcasts the local metadata (NodeMeta) and waits for
+// memberlist to finish the broadcast.
+func (m *Membership) gossipMeta() error {
+	if err := m.ml.UpdateNode(m.metaTimeout()); err != nil {
+		return fmt.Errorf("gossiping metadata: %w (broadcast again shortly)", err)
 	}
-	m.mu.Unlock()
-	rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
-	n, _ := m.ml.Join(cand[:min(3, len(cand))])
-	return n > 0
+	return nil
 }
 
 // DefaultMetaTimeout bounds how long UpdateMeta waits for memberlist to
@@ -553,7 +555,7 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		m.mu.Lock()
 		m.meta = b
 		m.mu.Unlock()
-		if err := m.ml.UpdateNode(timeout / 2); err != nil && !m.pushState() {
+		if err := m.ml.UpdateNode(timeout / 2); err != nil {
 			m.log.Warn("gossiping leave mark", "err", err)
 		}
 	}

@@ -364,8 +364,16 @@ func TestPeerLookupAgreesWithMembers(t *testing.T) {
 // would get there. Each round starts a fresh fleet: without the repair about
 // half the rounds lose an update.
 func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
+	metaUpdateRounds(t, func(c *Config) { c.metaTimeout, c.retryFirst = 300*time.Millisecond, 100*time.Millisecond })
+}
+
+// metaUpdateRounds runs the start-up sequence that loses updates, in fresh
+// three-site fleets round after round; every site must see every site's
+// allocation within 4 s (push/pull, the only other way, is 15 s away). The
+// sites keep calling UpdateMeta with their metadata, as the agent's loop
+// does.
+func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	fast := func(c *Config) { c.metaTimeout = 300 * time.Millisecond }
 	meta := func(site string, al bool) Meta {
 		m := Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h"}
 		if al {
@@ -373,19 +381,29 @@ func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
 		}
 		return m
 	}
-	const bound = 2 * time.Second
+	const bound = 4 * time.Second
 	for round := range 6 {
-		a := startNode(t, "a", nil, withKeys(key), fast)
-		b := startNode(t, "b", []string{a.LocalAddr().String()}, withKeys(key), fast)
-		c := startNode(t, "c", []string{a.LocalAddr().String(), b.LocalAddr().String()}, withKeys(key), fast)
+		a := startNode(t, "a", nil, withKeys(key), opt)
+		b := startNode(t, "b", []string{a.LocalAddr().String()}, withKeys(key), opt)
+		c := startNode(t, "c", []string{a.LocalAddr().String(), b.LocalAddr().String()}, withKeys(key), opt)
 		ms := []*Membership{a, b, c}
 		for _, m := range ms {
 			m.UpdateMeta(meta(m.cfg.Site, false))
 		}
 		time.Sleep(time.Second)
+		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		for _, m := range ms {
-			wg.Go(func() { m.UpdateMeta(meta(m.cfg.Site, true)) })
+			wg.Go(func() {
+				for {
+					m.UpdateMeta(meta(m.cfg.Site, true))
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			})
 		}
 		start := time.Now()
 		converged := func() bool {
@@ -400,11 +418,13 @@ func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
 		}
 		for !converged() {
 			if time.Since(start) > bound {
+				close(stop)
 				wg.Wait()
 				t.Fatalf("round %d: after %s not every site sees every site's allocation in gossip", round, bound)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		close(stop)
 		wg.Wait()
 		for _, m := range ms {
 			m.Close()
