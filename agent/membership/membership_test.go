@@ -364,12 +364,12 @@ func TestPeerLookupAgreesWithMembers(t *testing.T) {
 // would get there. Each round starts a fresh fleet: without the repair about
 // half the rounds lose an update.
 func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
-	metaUpdateRounds(t, func(c *Config) { c.metaTimeout, c.retryFirst = 300*time.Millisecond, 100*time.Millisecond })
+	metaUpdateRounds(t, func(c *Config) { c.metaTimeout, c.retryFirst = time.Second, 200*time.Millisecond })
 }
 
 // metaUpdateRounds runs the start-up sequence that loses updates, in fresh
 // three-site fleets round after round; every site must see every site's
-// allocation within 4 s (push/pull, the only other way, is 15 s away). The
+// allocation within 8 s (push/pull, the only other way, is 15 s away). The
 // sites keep calling UpdateMeta with their metadata, as the agent's loop
 // does.
 func metaUpdateRounds(t *testing.T, opt nodeOpt) {
@@ -381,7 +381,7 @@ func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 		}
 		return m
 	}
-	const bound = 4 * time.Second
+	const bound = 8 * time.Second
 	for round := range 6 {
 		a := startNode(t, "a", nil, withKeys(key), opt)
 		b := startNode(t, "b", []string{a.LocalAddr().String()}, withKeys(key), opt)
