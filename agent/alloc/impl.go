@@ -298,13 +298,8 @@ func (a *allocator) run(ctx context.Context) error {
 	// waiting out the retry timer would add seconds to every boot.
 	var elected <-chan raft.Observation
 	if a.voter && a.raft != nil {
-		ch := make(chan raft.Observation, 1)
-		obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-			l, ok := o.Data.(raft.LeaderObservation)
-			return ok && l.LeaderID != ""
-		})
-		a.raft.RegisterObserver(obs)
-		defer a.raft.DeregisterObserver(obs)
+		ch, stop := a.observeElections()
+		defer stop()
 		elected = ch
 	}
 	fails := 0
@@ -825,20 +820,29 @@ func (a *allocator) release(ctx context.Context, site string) error {
 	return nil
 }
 
+// observeElections returns a channel that receives when this voter learns
+// of an elected raft leader, and the func that stops observing.
+func (a *allocator) observeElections() (<-chan raft.Observation, func()) {
+	ch := make(chan raft.Observation, 1)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		l, ok := o.Data.(raft.LeaderObservation)
+		return ok && l.LeaderID != ""
+	})
+	a.raft.RegisterObserver(obs)
+	return ch, func() { a.raft.DeregisterObserver(obs) }
+}
+
 // awaitLeader returns once this voter knows a Raft leader, or when ctx is
 // done (the caller's request then reports what it meets).
 func (a *allocator) awaitLeader(ctx context.Context) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if _, id := a.raft.LeaderWithID(); id != "" {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	elected, stop := a.observeElections()
+	defer stop()
+	if _, id := a.raft.LeaderWithID(); id != "" {
+		return // checked after registering, so no election is missed
+	}
+	select {
+	case <-ctx.Done():
+	case <-elected:
 	}
 }
 

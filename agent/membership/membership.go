@@ -86,6 +86,9 @@ func New(cfg Config, log *slog.Logger) (*Membership, error) {
 	if cfg.RejoinInterval == 0 {
 		cfg.RejoinInterval = Default().RejoinInterval
 	}
+	if cfg.metaTimeout == 0 {
+		cfg.metaTimeout = DefaultMetaTimeout
+	}
 	if cfg.retryFirst == 0 {
 		cfg.retryFirst = DefaultRetryFirst
 	}
@@ -512,7 +515,7 @@ const (
 // gossipMeta broadcasts the local metadata (NodeMeta) and waits for
 // memberlist to finish the broadcast.
 func (m *Membership) gossipMeta() error {
-	if err := m.ml.UpdateNode(m.metaTimeout()); err != nil {
+	if err := m.ml.UpdateNode(m.cfg.metaTimeout); err != nil {
 		return fmt.Errorf("gossiping metadata: %w (broadcast again shortly)", err)
 	}
 	return nil
@@ -521,13 +524,6 @@ func (m *Membership) gossipMeta() error {
 // DefaultMetaTimeout bounds how long UpdateMeta waits for memberlist to
 // finish gossiping a metadata update.
 const DefaultMetaTimeout = 2 * time.Second
-
-func (m *Membership) metaTimeout() time.Duration {
-	if m.cfg.metaTimeout > 0 {
-		return m.cfg.metaTimeout
-	}
-	return DefaultMetaTimeout
-}
 
 // Meta returns the local metadata as last set.
 func (m *Membership) Meta() Meta {
