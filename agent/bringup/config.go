@@ -8,25 +8,24 @@ package bringup
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
 
+	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
-// Defaults.
+// Defaults; the bring-up settings also in the site config's bringUp section
+// take theirs from agent/config, so the two agree.
 const (
-	DefaultStateDir    = "/var/lib/tfsite/bringup"
-	DefaultKubeconfig  = "/etc/kubernetes/admin.conf"
-	DefaultGuardWindow = 10 * time.Second
-	// DefaultVrouterStart bounds the wait for vrouter to take the NIC over
-	// after the node is labelled (image pulls on a slow uplink).
-	DefaultVrouterStart = 15 * time.Minute
-	DefaultInterval     = 30 * time.Second
+	DefaultStateDir     = "/var/lib/tfsite/bringup"
+	DefaultKubeconfig   = config.DefaultKubeconfig
+	DefaultGuardWindow  = config.DefaultGuardWindow
+	DefaultVrouterStart = config.DefaultVrouterStart
+	DefaultInterval     = config.DefaultBringUpInterval
 	// ConfigAPIPort is TF's config API (VNC REST) port.
 	ConfigAPIPort = 8082
 )
@@ -98,35 +97,16 @@ func (c Config) Validate() error {
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		bad("stateDir %q: must be an absolute directory path (default %s)", c.StateDir, DefaultStateDir)
 	}
-	if c.Kubeconfig == "" || !filepath.IsAbs(c.Kubeconfig) {
-		bad("kubeconfig %q: must be an absolute file path (default %s)", c.Kubeconfig, DefaultKubeconfig)
-	}
-	if c.Kubeadm == "" {
-		bad("kubeadm: set the kubeadm binary (default \"kubeadm\" from PATH)")
-	}
 	for _, e := range c.KubeadmEnv {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			bad("kubeadmEnv %q: want KEY=VALUE", e)
 		}
 	}
-	if c.ConfigAPI != "" {
-		if u, err := url.Parse(c.ConfigAPI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("configAPI %q: want http://HOST:%d (or empty for this node's address)", c.ConfigAPI, ConfigAPIPort)
-		}
-	}
-	if c.VrouterStart < 0 || c.VrouterStart > 24*time.Hour {
-		bad("vrouterStart %s: want 0 (do not wait) to 24h (default %s)", c.VrouterStart, DefaultVrouterStart)
-	}
-	if c.GuardWindow < time.Second || c.GuardWindow > time.Hour {
-		bad("guardWindow %s: want 1s..1h (default %s)", c.GuardWindow, DefaultGuardWindow)
-	}
-	for _, t := range c.ProbeTargets {
-		if _, err := netguard.ParseTarget(t); err != nil {
-			bad("probeTargets: %v", err)
-		}
-	}
-	if c.Interval <= 0 {
-		bad("interval %s: must be positive (default %s)", c.Interval, DefaultInterval)
+	for _, fe := range config.CheckBringUp(config.BringUpValues{
+		Kubeconfig: c.Kubeconfig, Kubeadm: c.Kubeadm, KubeadmArgs: c.KubeadmArgs, ProbeTargets: c.ProbeTargets,
+		ConfigAPI: c.ConfigAPI, GuardWindow: c.GuardWindow, VrouterStart: c.VrouterStart, Interval: c.Interval,
+	}) {
+		bad("%s: %w", fe.Field, fe.Err)
 	}
 	if c.Preflight && !isZero(c.PreflightConfig) {
 		if err := c.preflightConfig().Validate(); err != nil {

@@ -221,15 +221,12 @@ func Default() Config {
 		BringUp: BringUp{
 			Kubeconfig:   DefaultKubeconfig,
 			Kubeadm:      "kubeadm",
-			GuardWindow:  Duration(10 * time.Second),
-			VrouterStart: Duration(15 * time.Minute),
-			Interval:     Duration(30 * time.Second),
+			GuardWindow:  Duration(DefaultGuardWindow),
+			VrouterStart: Duration(DefaultVrouterStart),
+			Interval:     Duration(DefaultBringUpInterval),
 		},
 	}
 }
-
-// DefaultKubeconfig is where kubeadm init writes the admin kubeconfig.
-const DefaultKubeconfig = "/etc/kubernetes/admin.conf"
 
 // NeedsConfiguration reports whether no source named the site, in which case
 // the agent waits for configuration instead of starting.
