@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -106,13 +107,49 @@ func parseInto(b []byte, c *Config) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil
 	}
-	// Decode into a copy so a failed document leaves c untouched.
+	// Decode into a copy so a failed document leaves c untouched; the lists
+	// the document names start empty (dropLists), so they are replaced as a
+	// whole and never written into the backing arrays tmp shares with c.
 	tmp := *c
+	var doc map[string]any
+	if yaml.Unmarshal(b, &doc) == nil {
+		dropLists(doc, reflect.ValueOf(&tmp).Elem())
+	}
 	if err := yaml.UnmarshalStrict(b, &tmp); err != nil {
 		return cleanYAMLError(err)
 	}
 	*c = tmp
 	return nil
+}
+
+// dropLists sets to nil every list field of the struct v that doc (the same
+// document, decoded generically) names, recursing into the objects it names.
+// encoding/json decodes an array into a slice's existing elements, so a list
+// of objects from a higher source would otherwise be merged item by item into
+// the lower source's items: a pin for site b in the NoCloud seed would keep the
+// ASN and pod of the file's first pin. Keys match case-insensitively, as
+// encoding/json matches fields.
+func dropLists(doc map[string]any, v reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" || !t.Field(i).IsExported() {
+			continue
+		}
+		for k, val := range doc {
+			if !strings.EqualFold(k, name) {
+				continue
+			}
+			switch f := v.Field(i); f.Kind() {
+			case reflect.Slice:
+				f.SetZero()
+			case reflect.Struct:
+				if m, ok := val.(map[string]any); ok {
+					dropLists(m, f)
+				}
+			}
+		}
+	}
 }
 
 // cleanYAMLError strips the library's layering prefixes so the message reads

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/agent/alloc"
 )
 
 func write(t *testing.T, dir, name, text string) string {
@@ -215,4 +217,61 @@ func FuzzDecodeDataURL(f *testing.F) {
 	f.Add(",a%20b")
 	f.Add("text/yaml;base64,@@")
 	f.Fuzz(func(t *testing.T, s string) { _, _ = DecodeDataURL(s) })
+}
+
+// A list from a higher source replaces the lower source's list as a whole:
+// encoding/json would decode it into the existing items, so a pin for site b
+// would keep the ASN and pod of the file's pin for site a.
+func TestLoadReplacesListsOfObjects(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed")
+	if err := os.Mkdir(seed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := Sources{
+		File: write(t, dir, "config.yaml", `
+site: a
+pools:
+  asns: [{first: 64512, last: 65534}]
+  pins: [{site: a, asn: 64600, pod: 10.32.8.0/21}]
+  reserved: {asns: [{first: 64512, last: 64520}]}
+`),
+		NoCloud: NoCloudDir(seed),
+	}
+	write(t, seed, "user-data", `#cloud-config
+tfsite:
+  Pools:
+    ASNs: [{last: 65000}]
+    pins: [{site: b}]
+    reserved: {asns: [{last: 64600}]}
+`)
+	l, err := Load(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := l.Config.Pools
+	if len(p.Pins) != 1 || p.Pins[0] != (alloc.Pin{Site: "b"}) {
+		t.Errorf("pins = %+v, want only NoCloud's pin for b, with nothing of the file's pin for a", p.Pins)
+	}
+	if want := []alloc.ASNRange{{Last: 65000}}; !slices.Equal(p.ASNs, want) {
+		t.Errorf("asns = %+v, want %+v (NoCloud's list as written)", p.ASNs, want)
+	}
+	if want := []alloc.ASNRange{{Last: 64600}}; !slices.Equal(p.Reserved.ASNs, want) {
+		t.Errorf("reserved asns = %+v, want %+v", p.Reserved.ASNs, want)
+	}
+}
+
+// A document that fails to decode leaves the config as it was, the items of
+// its lists included.
+func TestParseIntoFailureChangesNothing(t *testing.T) {
+	c, err := Parse([]byte("site: a\npools: {pins: [{site: a, asn: 64600}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parseInto([]byte("pools: {pins: [{site: b, asn: 64601, bogus: 1}]}\n"), &c); err == nil || !strings.Contains(err.Error(), `unknown field "bogus"`) {
+		t.Fatalf("err = %v, want unknown field", err)
+	}
+	if len(c.Pools.Pins) != 1 || c.Pools.Pins[0] != (alloc.Pin{Site: "a", ASN: 64600}) {
+		t.Errorf("pins = %+v after a failed document, want the earlier pin for a", c.Pools.Pins)
+	}
 }
