@@ -67,6 +67,10 @@ func DefaultPools() Pools {
 	}
 }
 
+// reservedASNs may never be handed out: AS_TRANS (RFC 6793) and the last
+// 2-byte and 4-byte ASNs (RFC 7300).
+var reservedASNs = [...]uint32{23456, 65535, 4294967295}
+
 // maxCarveBits bounds Length - Supernet.Bits() so that a pool's prefixes
 // can be indexed cheaply.
 const maxCarveBits = 20
@@ -85,8 +89,11 @@ func (p Pools) Validate() error {
 		if r.First == 0 || r.Last < r.First {
 			add("pools.asns[%d]: range %d-%d is empty or starts at 0", i, r.First, r.Last)
 		}
-		if r.Last == 65535 || r.Last == 4294967295 || r.First <= 23456 && r.Last >= 23456 {
-			add("pools.asns[%d]: range %d-%d includes a reserved ASN (23456, 65535, 4294967295)", i, r.First, r.Last)
+		for _, asn := range reservedASNs {
+			if r.First <= asn && asn <= r.Last {
+				add("pools.asns[%d]: range %d-%d includes the reserved ASN %d (never assignable: 23456 AS_TRANS, 65535, 4294967295)", i, r.First, r.Last, asn)
+				break
+			}
 		}
 		for j := 0; j < i; j++ {
 			if q := p.ASNs[j]; r.First <= q.Last && q.First <= r.Last {

@@ -2,6 +2,7 @@ package alloc
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -37,7 +38,7 @@ func TestPoolsValidateReportsEverything(t *testing.T) {
 	}
 	for _, want := range []string{
 		"pools.asns[0]: range 65000-64000",
-		"includes a reserved ASN",
+		"includes the reserved ASN 65535",
 		"pools.pod.length: /8 does not fit",
 		"pools.service.supernet 10.32.0.0/16 overlaps pools.pod.supernet",
 		"has host bits set",
@@ -130,5 +131,32 @@ func TestPlannerLargeHeldPrefixMarksRange(t *testing.T) {
 	}
 	if a.Pod != pfx("10.32.32.0/21") {
 		t.Fatalf("got pod %s, want 10.32.32.0/21", a.Pod)
+	}
+}
+
+// A range that merely contains a reserved ASN (not only one ending at it) is
+// refused: the planner hands out every value of a range.
+func TestPoolsRefuseRangesContainingReservedASNs(t *testing.T) {
+	for _, tc := range []struct {
+		r        ASNRange
+		reserved uint32 // 0: valid
+	}{
+		{ASNRange{First: 65000, Last: 65600}, 65535},
+		{ASNRange{First: 65535, Last: 65535}, 65535},
+		{ASNRange{First: 23000, Last: 24000}, 23456},
+		{ASNRange{First: 4294967000, Last: 4294967295}, 4294967295},
+		{ASNRange{First: 64512, Last: 65534}, 0},
+		{ASNRange{First: 65536, Last: 65600}, 0},
+		{ASNRange{First: 4200000000, Last: 4294967294}, 0},
+	} {
+		p := DefaultPools()
+		p.ASNs = []ASNRange{tc.r}
+		err := p.Validate()
+		switch {
+		case tc.reserved == 0 && err != nil:
+			t.Errorf("%d-%d: %v", tc.r.First, tc.r.Last, err)
+		case tc.reserved != 0 && (err == nil || !strings.Contains(err.Error(), fmt.Sprintf("reserved ASN %d", tc.reserved))):
+			t.Errorf("%d-%d: want it refused for ASN %d, got %v", tc.r.First, tc.r.Last, tc.reserved, err)
+		}
 	}
 }
