@@ -462,11 +462,11 @@ func (m *Membership) View() ([]Member, []string) {
 // message ids, and of two queued messages with equal id, length and transmit
 // count only one is kept; sites publishing equal-sized metadata at once hit
 // it). The local node then carries the new metadata, but peers would hear of
-// it only at the next push/pull, 15 s to minutes away. So an update whose
-// broadcast does not complete in time stays unpublished, and a later call
-// with the same metadata broadcasts it again (the agent calls at least every
-// 5 s) once a backoff has passed: 1 s, doubling up to a minute, jittered. A
-// fresh broadcast replaces the lost one. Repairing by push/pull instead
+// it only at the next push/pull, 15-60 s away by profile (longer in fleets
+// of over 32 sites). So an update whose broadcast does not complete in time
+// stays unpublished, and a later call with the same metadata broadcasts it
+// again (the agent calls at least every 5 s) once a backoff has passed: 1 s,
+// doubling up to a minute, jittered. A fresh broadcast replaces the lost one. Repairing by push/pull instead
 // would move the whole fleet's state: tried, it slowed 500 sites starting at
 // once from 10-20 s to 25-53 s.
 func (m *Membership) UpdateMeta(meta Meta) error {
