@@ -259,6 +259,11 @@ func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config, wg *syn
 	return a.retryDiscover(ctx, opts)
 }
 
+// GossipPeersFile (under the state dir) keeps some alive peers' gossip
+// addresses, so a restarted site rejoins them even without seeds (the
+// fleet's first site) or with every seed down (membership.Config.PeersFile).
+const GossipPeersFile = "gossip-peers.json"
+
 // NetStateDir and OOBStateDir are where `tfsite net` keeps its records
 // (netguard.DefaultStateDir and oob.DefaultStateDir under the default
 // state dir), relative to the agent's state dir.
@@ -374,14 +379,11 @@ func (a *Agent) advertiseAddr(cfg config.Config) string {
 
 // startCore creates membership and the allocator.
 func (a *Agent) startCore(cfg config.Config) error {
-	keys, err := cfg.GossipKey()
+	keyring, err := cfg.GossipKeys()
 	if err != nil {
 		return fmt.Errorf("gossip key: %w", err)
 	}
-	var keyring [][]byte
-	if keys != nil {
-		keyring = [][]byte{keys}
-	} else {
+	if keyring == nil {
 		a.log.Warn("gossip is not encrypted: set gossip.keyFile (or tfsite.key=) on every site")
 	}
 	adv := a.advertiseAddr(cfg)
@@ -394,6 +396,7 @@ func (a *Agent) startCore(cfg config.Config) error {
 		mc.AdvertisePort = cfg.Gossip.BindPort
 	}
 	mc.Profile, mc.RejoinInterval = cfg.Gossip.Profile, time.Duration(cfg.Gossip.RejoinInterval)
+	mc.PeersFile = filepath.Join(cfg.StateDir, GossipPeersFile)
 	mc.Meta = membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: alloc.VoterSetHash(cfg.Voters)}
 	if u, err := netip.ParseAddr(adv); err == nil {
 		mc.Meta.Underlay = u

@@ -273,6 +273,68 @@ func TestReleaseDepartedSite(t *testing.T) {
 	_ = gone
 }
 
+// A fleet changes its gossip key without a split, one site restarted at a
+// time: the new key is added as a second key everywhere, made primary
+// everywhere, then the old key is removed. After every restart all sites see
+// each other with their allocations (gossip and the allocator endpoint, where
+// each restarted site re-asserts its allocation, both take the ring) and none
+// renumbers; at the end a node holding only the old key is refused.
+func TestGossipKeyRotation(t *testing.T) {
+	l := newLab(t, "site-a")
+	names := []string{"site-a", "site-b", "site-c"}
+	for i, n := range names {
+		l.start(n, i+1)
+	}
+	before := l.waitAll(60 * time.Second)
+	oldKey := l.key
+	k := make([]byte, 32)
+	for i := range k {
+		k[i] = byte(rand.N(256))
+	}
+	newKey := base64.StdEncoding.EncodeToString(k)
+	for step, ring := range []string{oldKey + "," + newKey, newKey + "," + oldKey, newKey} {
+		for i, n := range names {
+			l.stop(n)
+			cfg := l.config(n, i+1)
+			cfg.Gossip.Key = ring
+			l.startConfig(cfg)
+			all := l.waitAll(60 * time.Second)
+			for _, m := range names {
+				if got, want := *all[m].Allocation, *before[m].Allocation; got != want {
+					t.Fatalf("step %d, after restarting %s: %s holds %+v, held %+v", step+1, n, m, got, want)
+				}
+			}
+		}
+	}
+	cfg := l.config("site-d", 4)
+	cfg.Gossip.Key = oldKey
+	l.startConfig(cfg)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		st, err := l.status("site-d")
+		if err != nil {
+			continue
+		}
+		for _, p := range st.Peers {
+			if p.State == api.StateAlive {
+				t.Fatalf("site-d, holding only the retired key, sees %s alive", p.Site)
+			}
+		}
+		if st.Allocation != nil {
+			t.Fatalf("site-d, holding only the retired key, got an allocation: %+v", *st.Allocation)
+		}
+	}
+	st, err := l.status("site-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Peers {
+		if p.Site == "site-d" {
+			t.Fatalf("site-a lists site-d (%s), which holds only the retired key", p.State)
+		}
+	}
+	l.stop("site-d")
+}
+
 func TestNeedsConfigurationUntilReload(t *testing.T) {
 	l := newLab(t, "late")
 	full := l.config("late", 1)

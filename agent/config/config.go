@@ -3,6 +3,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/membership"
@@ -133,9 +135,11 @@ type Gossip struct {
 	AdvertisePort int `json:"advertisePort,omitempty"`
 	// Seeds are host[:port] of any other sites; the port defaults to 7946.
 	Seeds []string `json:"seeds,omitempty"`
-	// KeyFile holds the base64 gossip encryption key (16, 24 or 32 bytes).
+	// KeyFile holds the base64 gossip encryption key (16, 24 or 32 bytes);
+	// during a key change, several keys (one per line), the first primary.
 	KeyFile string `json:"keyFile,omitempty"`
-	// Key is the same key inline (base64); use either Key or KeyFile.
+	// Key is the same key inline (base64; several separated by commas); use
+	// either Key or KeyFile.
 	Key string `json:"key,omitempty"`
 	// Profile tunes memberlist timers: lan (default), wan, or local (tests).
 	Profile string `json:"profile,omitempty"`
@@ -292,7 +296,7 @@ func (c Config) Validate() error {
 	}
 	if g.Key != "" && g.KeyFile != "" {
 		add("gossip.key", "both key and keyFile are set; keep one")
-	} else if _, err := c.GossipKey(); err != nil {
+	} else if _, err := c.GossipKeys(); err != nil {
 		field := "gossip.key"
 		if g.KeyFile != "" {
 			field = "gossip.keyFile"
@@ -356,9 +360,13 @@ func SeedAddress(s string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
-// GossipKey returns the decoded gossip encryption key, or nil when none is
-// configured (gossip then runs unencrypted, which the agent warns about).
-func (c Config) GossipKey() ([]byte, error) {
+// GossipKeys returns the decoded gossip keyring, primary first, or nil when
+// no key is configured (gossip then runs unencrypted, which the agent warns
+// about). The key text (gossip.key or the key file) holds one or more base64
+// keys separated by newlines, spaces or commas: the first encrypts what this
+// site sends, every one is accepted from peers, so a fleet can change its key
+// without a split (docs/allocation.md, "Rotate the gossip key").
+func (c Config) GossipKeys() ([][]byte, error) {
 	text := c.Gossip.Key
 	if c.Gossip.KeyFile != "" {
 		b, err := os.ReadFile(c.Gossip.KeyFile)
@@ -367,20 +375,32 @@ func (c Config) GossipKey() ([]byte, error) {
 		}
 		text = string(b)
 	}
-	text = strings.TrimSpace(text)
-	if text == "" {
+	fields := strings.FieldsFunc(text, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(fields) == 0 {
 		if c.Gossip.KeyFile != "" {
 			return nil, fmt.Errorf("key file %s is empty; write a base64 key of 16, 24 or 32 bytes into it", c.Gossip.KeyFile)
 		}
 		return nil, nil
 	}
-	k, err := base64.StdEncoding.DecodeString(text)
-	if err != nil {
-		return nil, errors.New("key is not base64; generate one with: head -c32 /dev/urandom | base64")
+	keys := make([][]byte, 0, len(fields))
+	for i, f := range fields {
+		name := "key"
+		if len(fields) > 1 {
+			name = fmt.Sprintf("key %d of %d", i+1, len(fields))
+		}
+		k, err := base64.StdEncoding.DecodeString(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s is not base64; generate one with: head -c32 /dev/urandom | base64", name)
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("%s is %d bytes; it must decode to 16, 24 or 32 bytes (head -c32 /dev/urandom | base64)", name, n)
+		}
+		for j, prev := range keys {
+			if bytes.Equal(prev, k) {
+				return nil, fmt.Errorf("%s repeats key %d; list each key once", name, j+1)
+			}
+		}
+		keys = append(keys, k)
 	}
-	switch len(k) {
-	case 16, 24, 32:
-		return k, nil
-	}
-	return nil, fmt.Errorf("key is %d bytes; it must decode to 16, 24 or 32 bytes (head -c32 /dev/urandom | base64)", len(k))
+	return keys, nil
 }

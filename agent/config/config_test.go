@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/base64"
 	"os"
 	"path/filepath"
@@ -82,29 +83,48 @@ func TestValidateMissingVotersAndSite(t *testing.T) {
 	}
 }
 
-func TestGossipKey(t *testing.T) {
+func TestGossipKeys(t *testing.T) {
+	b64 := func(n int, fill byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{fill}, n)) }
 	for _, n := range []int{16, 24, 32} {
 		c := validConfig(t)
-		c.Gossip.Key = base64.StdEncoding.EncodeToString(make([]byte, n))
-		k, err := c.GossipKey()
-		if err != nil || len(k) != n {
-			t.Errorf("%d-byte key: got %d bytes, %v", n, len(k), err)
+		c.Gossip.Key = b64(n, 1)
+		k, err := c.GossipKeys()
+		if err != nil || len(k) != 1 || len(k[0]) != n {
+			t.Errorf("%d-byte key: got %v, %v", n, k, err)
 		}
 	}
 	c := validConfig(t)
-	c.Gossip.Key = base64.StdEncoding.EncodeToString(make([]byte, 10))
-	if _, err := c.GossipKey(); err == nil || !strings.Contains(err.Error(), "10 bytes") {
+	c.Gossip.Key = b64(10, 1)
+	if _, err := c.GossipKeys(); err == nil || !strings.Contains(err.Error(), "key is 10 bytes") {
 		t.Errorf("10-byte key: err = %v, want one naming the length", err)
+	}
+	// A ring, primary first, from commas (gossip.key, tfsite.key=) or lines.
+	c.Gossip.Key = b64(32, 2) + "," + b64(16, 3)
+	if k, err := c.GossipKeys(); err != nil || len(k) != 2 || k[0][0] != 2 || len(k[1]) != 16 {
+		t.Errorf("two keys: got %v, %v; want the 32-byte primary, then the 16-byte one", k, err)
+	}
+	for in, want := range map[string]string{
+		b64(32, 2) + "," + b64(10, 3):  "key 2 of 2 is 10 bytes",
+		b64(32, 2) + ",!!!":            "key 2 of 2 is not base64",
+		b64(32, 2) + ", " + b64(32, 2): "key 2 of 2 repeats key 1",
+	} {
+		c.Gossip.Key = in
+		if _, err := c.GossipKeys(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", in, err, want)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gossip.key: "+want) {
+			t.Errorf("%q: Validate() = %v, want gossip.key: %s", in, err, want)
+		}
 	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, "key")
-	if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(b64(32, 4)+"\n"+b64(32, 5)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c = validConfig(t)
 	c.Gossip.KeyFile = p
-	if k, err := c.GossipKey(); err != nil || len(k) != 32 {
-		t.Errorf("key file: got %d bytes, %v", len(k), err)
+	if k, err := c.GossipKeys(); err != nil || len(k) != 2 || k[0][0] != 4 || k[1][0] != 5 {
+		t.Errorf("key file with two lines: got %v, %v", k, err)
 	}
 	c.Gossip.KeyFile = filepath.Join(dir, "missing")
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gossip.keyFile:") {
@@ -114,7 +134,7 @@ func TestGossipKey(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "both key and keyFile") {
 		t.Errorf("key and keyFile: Validate() = %v", err)
 	}
-	if k, err := validConfig(t).GossipKey(); k != nil || err != nil {
+	if k, err := validConfig(t).GossipKeys(); k != nil || err != nil {
 		t.Errorf("no key: got %v, %v; want nil, nil", k, err)
 	}
 }

@@ -43,6 +43,13 @@ type Config struct {
 	RejoinInterval time.Duration
 	// Profile: "lan" (default), "wan" or "local" (fast timers, tests).
 	Profile string
+	// PeersFile keeps the addresses of up to 16 alive peers (written
+	// atomically when they change; never emptied by a site that finds itself
+	// alone), and a restarted site joins them as well as its seeds. Peers
+	// do not re-join a site that left on purpose, so without it the fleet's
+	// first site, which has no seeds, would stay alone after a restart.
+	// Empty keeps nothing.
+	PeersFile string
 	// Meta is the initial metadata (Site is forced to the config's).
 	Meta Meta
 

@@ -9,15 +9,22 @@ package membership
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"io/fs"
 	stdlog "log"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +34,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/notify"
 )
 
@@ -68,6 +76,7 @@ type Membership struct {
 	published []byte                      // the last meta that gossip carried out (UpdateMeta)
 	retryAt   time.Time                   // when UpdateMeta may re-broadcast an unpublished meta
 	retryWait time.Duration               // the current backoff between those re-broadcasts
+	saved     []string                    // peer addresses in PeersFile (Run's goroutine only, after New)
 	known     map[string]*memberlist.Node // every node ever seen (copies), by name
 	decoded   map[string]decodedMeta      // known[name].Meta, decoded once when it changes
 	conflicts map[string]string           // site → description of the conflict
@@ -110,6 +119,13 @@ func New(cfg Config, log *slog.Logger) (*Membership, error) {
 		conflicts: map[string]string{},
 		suspect:   map[string]time.Time{},
 		done:      make(chan struct{}),
+	}
+	if cfg.PeersFile != "" {
+		saved, err := readPeers(cfg.PeersFile)
+		if err != nil {
+			log.Warn("saved gossip peers ignored; joining through the seeds only", "err", err)
+		}
+		m.saved = saved
 	}
 	var mc *memberlist.Config
 	switch cfg.Profile {
@@ -205,8 +221,9 @@ func (m *Membership) Run(ctx context.Context) error {
 	first := true
 	for {
 		joined := m.rejoin(first)
+		m.savePeers()
 		wait := interval
-		if first && !joined && len(m.seedAddrs()) > 0 {
+		if first && !joined && len(m.joinAddrs()) > 0 {
 			wait = min(interval, time.Second) // keep knocking fast until the first join
 		} else {
 			first = false
@@ -251,6 +268,102 @@ func (m *Membership) seedAddrs() []string {
 	return out
 }
 
+// joinAddrs returns the seeds and the saved peers, each once.
+func (m *Membership) joinAddrs() []string {
+	out := m.seedAddrs()
+	for _, a := range m.saved {
+		if !slices.Contains(out, a) && a != m.LocalAddr().String() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// maxSavedPeers bounds PeersFile: enough that some are up after a restart,
+// few enough that knocking at all of them stays quick.
+const maxSavedPeers = 16
+
+// savePeers writes up to maxSavedPeers alive peers to PeersFile when they
+// changed. Each site keeps its own sample (ordered by a hash of both names),
+// stable while those peers stay alive. A site alone keeps the file as is.
+func (m *Membership) savePeers() {
+	if m.cfg.PeersFile == "" {
+		return
+	}
+	type peer struct {
+		addr string
+		rank uint64
+	}
+	var peers []peer
+	for _, n := range m.ml.Members() {
+		if n.Name == m.cfg.Site {
+			continue // Members lists the alive (and suspect) nodes
+		}
+		h := fnv.New64a()
+		h.Write([]byte(m.cfg.Site + "\x00" + n.Name))
+		peers = append(peers, peer{n.Address(), h.Sum64()})
+	}
+	if len(peers) == 0 {
+		return
+	}
+	slices.SortFunc(peers, func(a, b peer) int { return cmp.Compare(a.rank, b.rank) })
+	addrs := make([]string, 0, maxSavedPeers)
+	for _, p := range peers[:min(len(peers), maxSavedPeers)] {
+		addrs = append(addrs, p.addr)
+	}
+	slices.Sort(addrs)
+	if slices.Equal(addrs, m.saved) {
+		return
+	}
+	b, _ := json.Marshal(addrs)
+	err := os.MkdirAll(filepath.Dir(m.cfg.PeersFile), 0o755)
+	if err == nil {
+		err = atomicfile.Write(m.cfg.PeersFile, append(b, '\n'), 0o644)
+	}
+	if err != nil {
+		m.log.Warn("saving gossip peers (a restart joins through the seeds only)", "err", err)
+		return
+	}
+	m.saved = addrs
+}
+
+// readPeers loads PeersFile: a JSON list of "ip:port". No file is no peers.
+func readPeers(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err == nil {
+		var addrs []string
+		if addrs, err = DecodePeers(b); err == nil {
+			return addrs, nil
+		}
+	}
+	return nil, fmt.Errorf("gossip peers file %s: %w (delete it: the agent writes it again)", path, err)
+}
+
+// DecodePeers strictly decodes a saved peer list: a JSON array of at most
+// maxSavedPeers "ip:port" strings.
+func DecodePeers(b []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var addrs []string
+	if err := dec.Decode(&addrs); err != nil {
+		return nil, fmt.Errorf("not a peer list: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("not a peer list: data after the list")
+	}
+	if len(addrs) > maxSavedPeers {
+		return nil, fmt.Errorf("%d peers, at most %d are kept", len(addrs), maxSavedPeers)
+	}
+	for i, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err != nil || ap.Port() == 0 {
+			return nil, fmt.Errorf("peer %d %q is not ip:port", i, a)
+		}
+	}
+	return addrs, nil
+}
+
 // rejoin tries known peers that are not alive members (and did not leave)
 // and, when something looks lost or we are alone, the seeds that are not
 // alive members. When every known peer is alive it does nothing, so a large
@@ -275,7 +388,7 @@ func (m *Membership) rejoin(all bool) bool {
 	}
 	m.mu.Unlock()
 	if all || len(cand) > 0 || len(alive) <= 1 {
-		for _, s := range m.seedAddrs() {
+		for _, s := range m.joinAddrs() {
 			if all || !aliveAddr[s] {
 				cand = append(cand, s)
 			}

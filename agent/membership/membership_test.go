@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -430,4 +432,85 @@ func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 			m.Close()
 		}
 	}
+}
+
+// The fleet's first site has no seeds, and peers do not re-join a site that
+// left on purpose: after a graceful restart it finds the fleet again through
+// the peers it saved. A site alone keeps its saved peers.
+func TestRestartedSeedlessSiteRejoins(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state", "gossip-peers.json")
+	withPeers := func(c *Config) { c.PeersFile = file }
+	a := startNode(t, "a", nil, withPeers)
+	b := startNode(t, "b", []string{a.LocalAddr().String()})
+	c := startNode(t, "c", []string{a.LocalAddr().String()})
+	eventually(t, "3 alive members everywhere", 20*time.Second, func() bool {
+		return allAlive(a, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
+	}, a, b, c)
+	want := []string{b.LocalAddr().String(), c.LocalAddr().String()}
+	slices.Sort(want)
+	eventually(t, "a to save b and c", 20*time.Second, func() bool {
+		saved, err := readPeers(file)
+		return err == nil && slices.Equal(saved, want)
+	}, a)
+	if err := a.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	eventually(t, "b to see a left", 20*time.Second, func() bool { return states(b)["a"] == StateLeft }, b)
+	a2 := startNode(t, "a", nil, withPeers)
+	eventually(t, "the restarted a and its peers to see each other", 20*time.Second, func() bool {
+		return allAlive(a2, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
+	}, a2, b, c)
+	b.Close()
+	c.Close()
+	eventually(t, "a alone", 20*time.Second, func() bool { return !allAlive(a2, "b") && !allAlive(a2, "c") }, a2)
+	time.Sleep(time.Second) // several rejoin rounds (300 ms) alone
+	if saved, err := readPeers(file); err != nil || !slices.Equal(saved, want) {
+		t.Fatalf("saved peers after rounds alone: %v, %v; want %v kept", saved, err, want)
+	}
+}
+
+func TestReadPeersErrors(t *testing.T) {
+	dir := t.TempDir()
+	if got, err := readPeers(filepath.Join(dir, "none")); got != nil || err != nil {
+		t.Fatalf("no file: %v, %v; want nothing", got, err)
+	}
+	for body, want := range map[string]string{
+		`{"a":1}`:               "not a peer list",
+		`["10.0.0.1:7946"] x`:   "data after the list",
+		`["10.0.0.1"]`:          `peer 0 "10.0.0.1" is not ip:port`,
+		`["10.0.0.1:0"]`:        "is not ip:port",
+		`["host.example:7946"]`: "is not ip:port",
+		"[" + strings.Repeat(`"10.0.0.1:1",`, 16) + `"10.0.0.1:1"]`: "17 peers, at most 16",
+	} {
+		p := filepath.Join(dir, "peers.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := readPeers(p)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err = %v, want one line naming the file and %q", body, err, want)
+		}
+	}
+}
+
+func FuzzDecodePeers(f *testing.F) {
+	f.Add([]byte(`["10.0.0.1:7946","[fd00::1]:7946"]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`["10.0.0.1"]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		addrs, err := DecodePeers(b)
+		if err != nil {
+			return
+		}
+		if len(addrs) > maxSavedPeers {
+			t.Fatalf("%d peers accepted", len(addrs))
+		}
+		for _, a := range addrs {
+			if ap, err := netip.ParseAddrPort(a); err != nil || ap.Port() == 0 {
+				t.Fatalf("accepted %q", a)
+			}
+		}
+	})
 }
