@@ -22,12 +22,20 @@ func write(t *testing.T, dir, name, text string) string {
 	return p
 }
 
-func TestLoadPrecedence(t *testing.T) {
-	dir := t.TempDir()
-	seed := filepath.Join(dir, "seed")
+// seedDirs returns a temporary directory and an empty NoCloud seed
+// directory inside it.
+func seedDirs(t *testing.T) (dir, seed string) {
+	t.Helper()
+	dir = t.TempDir()
+	seed = filepath.Join(dir, "seed")
 	if err := os.Mkdir(seed, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir, seed
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	dir, seed := seedDirs(t)
 	src := Sources{
 		File: write(t, dir, "config.yaml", `
 site: from-file
@@ -223,11 +231,7 @@ func FuzzDecodeDataURL(f *testing.F) {
 // encoding/json would decode it into the existing items, so a pin for site b
 // would keep the ASN and pod of the file's pin for site a.
 func TestLoadReplacesListsOfObjects(t *testing.T) {
-	dir := t.TempDir()
-	seed := filepath.Join(dir, "seed")
-	if err := os.Mkdir(seed, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, seed := seedDirs(t)
 	src := Sources{
 		File: write(t, dir, "config.yaml", `
 site: a
