@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -32,29 +35,68 @@ func shortID() string {
 }
 
 // NewNetns creates a fresh namespace with loopback up; it is deleted (with
-// everything in it, processes included) when the test ends.
+// everything in it, processes included) when the test ends. Its name carries
+// the test process's PID, so namespaces that a killed test run left behind
+// are swept by the next run (sweepStale).
 func NewNetns(t testing.TB, prefix string) *Netns {
 	t.Helper()
 	RequireRoot(t)
-	name := fmt.Sprintf("tfs-%s-%s", prefix, shortID())
+	sweepOnce.Do(sweepStale)
+	name := fmt.Sprintf("tfs-%s-%d-%s", prefix, os.Getpid(), shortID())
 	run(t, "ip", "netns", "add", name)
 	n := &Netns{Name: name, t: t}
-	t.Cleanup(func() {
-		// Kill whatever a test left running in the namespace, then delete it.
-		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
-			self := strconv.Itoa(os.Getpid())
-			for _, pid := range strings.Fields(string(out)) {
-				// A thread of this test process may sit in the namespace (Do).
-				if pid == self {
-					continue
-				}
-				_ = exec.Command("kill", "-9", pid).Run()
-			}
-		}
-		_ = exec.Command("ip", "netns", "del", name).Run()
-	})
+	t.Cleanup(func() { deleteNetns(name) })
 	n.Run("ip", "link", "set", "lo", "up")
 	return n
+}
+
+// deleteNetns kills whatever runs in the namespace, then deletes it.
+func deleteNetns(name string) {
+	if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+		self := strconv.Itoa(os.Getpid())
+		for _, pid := range strings.Fields(string(out)) {
+			// A thread of this test process may sit in the namespace (Do).
+			if pid == self {
+				continue
+			}
+			_ = exec.Command("kill", "-9", pid).Run()
+		}
+	}
+	_ = exec.Command("ip", "netns", "del", name).Run()
+}
+
+var sweepOnce sync.Once
+
+// sweepStale deletes the namespaces of test processes that no longer run:
+// names tfs-PREFIX-PID-ID whose PID is gone (a run killed before its
+// cleanups). Namespaces of test binaries still running (other packages run
+// in parallel) are left alone.
+func sweepStale() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if pid, ok := ownerPID(f[0]); ok {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+				deleteNetns(f[0])
+			}
+		}
+	}
+}
+
+// ownerPID returns the test process PID in a namespace name made by NewNetns.
+func ownerPID(name string) (int, bool) {
+	parts := strings.Split(name, "-")
+	if len(parts) < 4 || parts[0] != "tfs" {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(parts[len(parts)-2])
+	return pid, err == nil && pid > 0
 }
 
 // Command returns an exec.Cmd that runs argv inside the namespace.

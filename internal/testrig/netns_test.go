@@ -1,7 +1,10 @@
 package testrig
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -47,5 +50,43 @@ func TestNamespaceIsDeletedAfterTest(t *testing.T) {
 	out := run(t, "ip", "netns", "list")
 	if strings.Contains(out, name) {
 		t.Fatalf("netns %s still exists after its test ended", name)
+	}
+}
+
+// Namespaces left by a test process that no longer runs (a killed run) are
+// deleted by the next NewNetns; those of running processes, and names not
+// made by NewNetns, are left alone.
+func TestStaleNamespacesAreSwept(t *testing.T) {
+	RequireRoot(t)
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gone--; gone > 1; gone-- { // the highest PID nothing runs as
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", gone)); err != nil {
+			break
+		}
+	}
+	stale := fmt.Sprintf("tfs-stale-%d-%s", gone, shortID())
+	live := fmt.Sprintf("tfs-live-%d-%s", os.Getpid(), shortID())
+	foreign := "tfs-" + shortID()
+	for _, n := range []string{stale, live, foreign} {
+		run(t, "ip", "netns", "add", n)
+		t.Cleanup(func() { deleteNetns(n) })
+	}
+	sweepStale()
+	have := map[string]bool{}
+	for _, f := range strings.Fields(run(t, "ip", "netns", "list")) {
+		have[f] = true
+	}
+	if have[stale] {
+		t.Errorf("%s (PID %d does not run) was not swept", stale, gone)
+	}
+	if !have[live] || !have[foreign] {
+		t.Errorf("swept a namespace it must keep: %s kept %v, %s kept %v", live, have[live], foreign, have[foreign])
 	}
 }
