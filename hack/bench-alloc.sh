@@ -140,8 +140,11 @@ run_serf() {
     ms=$(ms_since "$t0")
     [ "$ok" -eq ${#samples[@]} ] && break
     if (( ms > TIMEOUT * 1000 )); then
-      echo "bench-alloc: serf peer: members ${samples[*]} did not all see $n alive within ${TIMEOUT}s" >&2
       stop_fleet
+      local kept
+      kept=$(mktemp -d /tmp/bench-alloc-serf.XXXXXX)
+      mv "$dir" "$kept/"
+      echo "bench-alloc: serf peer: members ${samples[*]} did not all see $n alive within ${TIMEOUT}s; logs kept in $kept" >&2
       peer_time=0
       return 0
     fi
@@ -149,10 +152,8 @@ run_serf() {
   done
   measure
   peer_time=$ms peer_rss_med=$(med "${rss[@]}") peer_rss_max=$(pct 1 "${rss[@]}")
-  printf '%-6s %-7s %8.1f %8s %13.2fs %10s %8s %11.1f %11.1f %12s %11.1f %12.1f %8d\n' \
-    "$n" serf "$(awk -v x="$spawn" 'BEGIN {print x/1000}')" - "$(awk -v x="$ms" 'BEGIN {print x/1000}')" - - \
-    "$(awk -v x="$peer_rss_med" 'BEGIN {print x/1024}')" "$(awk -v x="$peer_rss_max" 'BEGIN {print x/1024}')" - \
-    "$(awk -v x="$(med "${pss[@]}")" 'BEGIN {print x/1024}')" "$(awk -v x="$(med "${anon[@]}")" 'BEGIN {print x/1024}')" "$cpu"
+  awk -v n="$n" -v sp="$spawn" -v tot="$ms" -v rm="$peer_rss_med" -v rx="$peer_rss_max" -v pm="$(med "${pss[@]}")" -v am="$(med "${anon[@]}")" -v cpu="$cpu" \
+    'BEGIN {printf "%-6s %-7s %8.1f %8s %13.2fs %10s %8s %11.1f %11.1f %12s %11.1f %12.1f %8d\n", n, "serf", sp/1000, "-", tot/1000, "-", "-", rm/1024, rx/1024, "-", pm/1024, am/1024, cpu}'
   stop_fleet
   rm -rf "$dir"
 }

@@ -579,9 +579,9 @@ func (m *Membership) View() ([]Member, []string) {
 // of over 32 sites). So an update whose broadcast does not complete in time
 // stays unpublished, and a later call with the same metadata broadcasts it
 // again (the agent calls at least every 5 s) once a backoff has passed: 1 s,
-// doubling up to a minute, jittered. A fresh broadcast replaces the lost one. Repairing by push/pull instead
-// would move the whole fleet's state: tried, it slowed 500 sites starting at
-// once from 10-20 s to 25-53 s.
+// doubling up to a minute, jittered. A fresh broadcast replaces the lost one.
+// Repairing by push/pull instead would move the whole fleet's state: tried,
+// it slowed 500 sites starting at once from 10-20 s to 25-53 s.
 func (m *Membership) UpdateMeta(meta Meta) error {
 	meta.Site = m.cfg.Site
 	b, err := EncodeMeta(meta)
