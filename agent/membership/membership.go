@@ -71,11 +71,15 @@ type Membership struct {
 	// local is this node's gossip address.
 	local netip.AddrPort
 
+	// mu guards the fields below. memberlist calls the delegate, which
+	// takes mu, with its own node lock held: never call into memberlist
+	// while holding mu.
 	mu        sync.Mutex
 	meta      []byte                      // the local metadata (what NodeMeta answers)
 	published []byte                      // the last meta that gossip carried out (UpdateMeta)
 	retryAt   time.Time                   // when UpdateMeta may re-broadcast an unpublished meta
 	retryWait time.Duration               // the current backoff between those re-broadcasts
+	sent      int                         // broadcasts of meta that finished (UpdateMeta)
 	saved     []string                    // peer addresses in PeersFile (Run's goroutine only, after New)
 	known     map[string]*memberlist.Node // every node ever seen (copies), by name
 	decoded   map[string]decodedMeta      // known[name].Meta, decoded once when it changes
@@ -228,7 +232,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		} else {
 			first = false
 		}
-		wait = wait/2 + rand.N(wait) // jitter: 0.5x..1.5x
+		wait = jitter(wait)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -582,6 +586,10 @@ func (m *Membership) View() ([]Member, []string) {
 // doubling up to a minute, jittered. A fresh broadcast replaces the lost one.
 // Repairing by push/pull instead would move the whole fleet's state: tried,
 // it slowed 500 sites starting at once from 10-20 s to 25-53 s.
+//
+// A broadcast that completes can still miss a peer in a small fleet (see
+// confirmBelow), so there an update is published only after a second,
+// confirming broadcast, due like a first retry.
 func (m *Membership) UpdateMeta(meta Meta) error {
 	meta.Site = m.cfg.Site
 	b, err := EncodeMeta(meta)
@@ -598,11 +606,12 @@ func (m *Membership) UpdateMeta(meta Meta) error {
 		return nil // published, or a retry of it is not due yet
 	}
 	if !bytes.Equal(b, m.meta) {
-		m.retryWait = 0 // new content: gossip it now
+		m.retryWait, m.sent = 0, 0 // new content: gossip it now
 	}
 	m.meta = b
 	m.mu.Unlock()
 	err = m.gossipMeta()
+	small := m.ml.NumMembers() < confirmBelow // memberlist's lock: not under mu
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -610,12 +619,33 @@ func (m *Membership) UpdateMeta(meta Meta) error {
 		// broadcasts are slow rather than lost, and re-broadcasting on
 		// every pass would add to the load.
 		m.retryWait = min(max(2*m.retryWait, m.cfg.retryFirst), retryMax)
-		m.retryAt = time.Now().Add(m.retryWait/2 + rand.N(m.retryWait))
+		m.retryAt = time.Now().Add(jitter(m.retryWait))
 		return err
+	}
+	if !bytes.Equal(b, m.meta) {
+		return nil // replaced meanwhile; that call publishes the newer meta
+	}
+	m.sent++
+	if m.sent < 2 && small {
+		m.retryAt = time.Now().Add(jitter(m.cfg.retryFirst))
+		return nil
 	}
 	m.published = b
 	return nil
 }
+
+// confirmBelow is the fleet size under which UpdateMeta confirms every
+// update with a second broadcast. memberlist stops sending a broadcast after
+// RetransmitMult x ceil(log10(N+1)) transmissions, just RetransmitMult under
+// 10 nodes, and counts every packet the broadcast rides on, pings and acks
+// included: with few peers and few relays all of them can go to the same
+// peers. Three sites with a multiplier of 2 left a peer without an update,
+// until push/pull, in 6 of 150 rounds (docs/benchmarks.md); larger fleets
+// have many relays.
+const confirmBelow = 10
+
+// jitter returns a duration drawn uniformly from [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
 
 // DefaultRetryFirst and retryMax bound the backoff (jittered 0.5x..1.5x)
 // between re-broadcasts of a metadata update whose broadcast did not

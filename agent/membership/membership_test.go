@@ -376,13 +376,7 @@ func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
 // does.
 func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	meta := func(site string, al bool) Meta {
-		m := Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h"}
-		if al {
-			m.Alloc = &alloc.Allocation{Site: site, ASN: 64600, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
-		}
-		return m
-	}
+	meta := testMeta
 	const bound = 8 * time.Second
 	for round := range 6 {
 		a := startNode(t, "a", nil, withKeys(key), opt)
@@ -431,6 +425,60 @@ func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 		for _, m := range ms {
 			m.Close()
 		}
+	}
+}
+
+// testMeta is a site's metadata before (al false) and after allocation.
+func testMeta(site string, al bool) Meta {
+	m := Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h"}
+	if al {
+		m.Alloc = &alloc.Allocation{Site: site, ASN: 64600, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
+	}
+	return m
+}
+
+// In a small fleet a broadcast that memberlist completes can still miss a
+// peer; UpdateMeta then confirms the update with a second broadcast. Here
+// every packet of the first broadcast is lost on the wire, and nothing else
+// could carry the update in time: no probes (10 s apart) and no push/pull
+// (a minute apart).
+func TestSmallFleetUpdateIsConfirmed(t *testing.T) {
+	p := &partition{group: map[string]int{}}
+	quiet := func(c *Config) {
+		c.wrapTransport = p.wrap
+		c.metaTimeout, c.retryFirst = time.Second, 200*time.Millisecond
+		c.tune = func(mc *memberlist.Config) {
+			mc.ProbeInterval, mc.PushPullInterval = 10*time.Second, time.Minute
+		}
+	}
+	a := startNode(t, "a", nil, quiet)
+	b := startNode(t, "b", []string{a.LocalAddr().String()}, quiet)
+	eventually(t, "a and b to see each other", 10*time.Second, func() bool {
+		return allAlive(a, "b") && allAlive(b, "a")
+	}, a, b)
+	seen := func() bool {
+		for _, mem := range b.Members() {
+			if mem.Site == "a" {
+				return mem.Meta.Alloc != nil
+			}
+		}
+		return false
+	}
+	p.set(b.LocalAddr(), 1)
+	if err := a.UpdateMeta(testMeta("a", true)); err != nil {
+		t.Fatalf("first broadcast: %v", err)
+	}
+	p.set(b.LocalAddr(), 0)
+	if seen() {
+		t.Fatal("b saw the update that the cut should have dropped")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !seen() {
+		if time.Now().After(deadline) {
+			t.Fatal("after 5 s b has not seen a's update: the confirming broadcast did not come")
+		}
+		a.UpdateMeta(testMeta("a", true)) // as the agent's loop does
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
