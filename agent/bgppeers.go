@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // BGPPeersFile (under the state dir) keeps the BGP peers across agent
@@ -109,14 +109,9 @@ func readBGPPeers(path string) ([]api.BGPPeer, error) {
 // DecodeBGPPeers strictly decodes a saved BGP peer list: a JSON array of
 // {site, asn, address}, each site once, with a name, an ASN and an address.
 func DecodeBGPPeers(b []byte) ([]api.BGPPeer, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var peers []api.BGPPeer
-	if err := dec.Decode(&peers); err != nil {
+	if err := strictjson.Unmarshal(b, &peers); err != nil {
 		return nil, fmt.Errorf("not a BGP peer list: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("not a BGP peer list: data after the list")
 	}
 	seen := make(map[string]bool, len(peers))
 	for i, p := range peers {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // BringUpStatusFile is where the bring-up process reports, relative to the
@@ -61,10 +61,8 @@ func DecodeBringUp(r io.Reader) (*BringUp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoding bring-up status: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var b BringUp
-	if err := dec.Decode(&b); err != nil {
+	if err := strictjson.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("decoding bring-up status: %w (delete the file; tfsite bringup rewrites it)", err)
 	}
 	if b.Phase == "" {

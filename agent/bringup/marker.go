@@ -1,7 +1,6 @@
 package bringup
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // Marker is the durable record that a guarded vrouter start on this node was
@@ -32,13 +32,8 @@ var ErrMarkerCorrupt = errors.New("vrouter marker unreadable")
 // are errors) and checks its version and required fields.
 func DecodeMarker(data []byte) (Marker, error) {
 	var m Marker
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&m); err != nil {
+	if err := strictjson.Unmarshal(data, &m); err != nil {
 		return Marker{}, fmt.Errorf("%w: %v", ErrMarkerCorrupt, err)
-	}
-	if d.More() {
-		return Marker{}, fmt.Errorf("%w: trailing data after the JSON object", ErrMarkerCorrupt)
 	}
 	switch {
 	case m.Version != markerVersion:

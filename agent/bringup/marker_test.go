@@ -34,6 +34,7 @@ func TestDecodeMarkerRejectsBadInput(t *testing.T) {
 		"no reason":     `{"version":1,"node":"n","reason":" ","at":"2026-01-02T03:04:05Z"}`,
 		"no time":       `{"version":1,"node":"n","reason":"r"}`,
 		"trailing":      `{"version":1,"node":"n","reason":"r","at":"2026-01-02T03:04:05Z"} {}`,
+		"stray brace":   `{"version":1,"node":"n","reason":"r","at":"2026-01-02T03:04:05Z"}}`,
 	} {
 		if _, err := DecodeMarker([]byte(in)); !errors.Is(err, ErrMarkerCorrupt) {
 			t.Errorf("%s: err = %v, want ErrMarkerCorrupt", name, err)

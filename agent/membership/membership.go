@@ -36,6 +36,7 @@ import (
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/notify"
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // State of a member as seen locally.
@@ -349,13 +350,9 @@ func readPeers(path string) ([]string, error) {
 // DecodePeers strictly decodes a saved peer list: a JSON array of at most
 // maxSavedPeers "ip:port" strings.
 func DecodePeers(b []byte) ([]string, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
 	var addrs []string
-	if err := dec.Decode(&addrs); err != nil {
+	if err := strictjson.Unmarshal(b, &addrs); err != nil {
 		return nil, fmt.Errorf("not a peer list: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("not a peer list: data after the list")
 	}
 	if len(addrs) > maxSavedPeers {
 		return nil, fmt.Errorf("%d peers, at most %d are kept", len(addrs), maxSavedPeers)

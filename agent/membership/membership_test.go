@@ -525,7 +525,8 @@ func TestReadPeersErrors(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{"a":1}`:               "not a peer list",
-		`["10.0.0.1:7946"] x`:   "data after the list",
+		`["10.0.0.1:7946"] x`:   "data after the JSON value",
+		`["10.0.0.1:7946"]]`:    "data after the JSON value",
 		`["10.0.0.1"]`:          `peer 0 "10.0.0.1" is not ip:port`,
 		`["10.0.0.1:0"]`:        "is not ip:port",
 		`["host.example:7946"]`: "is not ip:port",

@@ -1,7 +1,6 @@
 package netguard
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // DefaultStateDir is where netguard keeps the pending change and its journal.
@@ -87,15 +87,7 @@ func decodeStrict(data []byte, v any) error {
 	if len(data) > maxFileBytes {
 		return fmt.Errorf("%d bytes, more than %d", len(data), maxFileBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data after the JSON document")
-	}
-	return nil
+	return strictjson.Unmarshal(data, v)
 }
 
 // DecodePending parses and checks a pending record.

@@ -7,7 +7,6 @@
 package oob
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // DefaultStateDir holds reservation.json.
@@ -124,9 +124,7 @@ func Load(dir string) (*Reservation, error) {
 // Decode parses a reservation strictly.
 func Decode(data []byte) (*Reservation, error) {
 	var r Reservation
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("corrupt management reservation: %s", strings.Join(strings.Fields(err.Error()), " "))
 	}
 	if r.Link == "" || !r.Address.IsValid() || (r.Mode != ModeVRF && r.Mode != ModeRule) {

@@ -53,6 +53,13 @@ func TestReservationRoundTripAndReserved(t *testing.T) {
 	if _, err := Reserved(dir, "eth1"); err == nil || !strings.Contains(err.Error(), "corrupt management reservation") {
 		t.Fatalf("corrupt reservation: %v", err)
 	}
+	good := `{"link":"eth1","address":"192.168.100.10/24","table":200,"priority":1000,"mode":"rule"}`
+	if _, err := Decode([]byte(good)); err != nil {
+		t.Fatalf("Decode(good): %v", err)
+	}
+	if _, err := Decode([]byte(good + "}")); err == nil || !strings.Contains(err.Error(), "data after the JSON value") {
+		t.Fatalf("reservation with trailing data: %v", err)
+	}
 }
 
 func FuzzDecode(f *testing.F) {

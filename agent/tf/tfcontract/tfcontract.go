@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
 // Schema names and fixed fq_names of the objects the server knows.
@@ -207,12 +209,6 @@ func httpErr(w http.ResponseWriter, code int, format string, a ...any) {
 	http.Error(w, fmt.Sprintf(format, a...), code)
 }
 
-func strictDecode(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
-}
-
 // schemaParams mirrors BgpRouterParams with the schema's field set; pointers
 // tell missing required fields from zero values.
 type schemaParams struct {
@@ -239,7 +235,7 @@ func (s *Server) gsc4Byte() bool {
 
 func (s *Server) checkParams(raw json.RawMessage) (json.RawMessage, error) {
 	var p schemaParams
-	if err := strictDecode(raw, &p); err != nil {
+	if err := strictjson.Unmarshal(raw, &p); err != nil {
 		return nil, fmt.Errorf("bgp_router_parameters: %v", err)
 	}
 	switch {
@@ -300,7 +296,7 @@ func (s *Server) checkPeeringAttr(raw json.RawMessage) error {
 			} `json:"attributes"`
 		} `json:"session"`
 	}
-	if err := strictDecode(raw, &a); err != nil {
+	if err := strictjson.Unmarshal(raw, &a); err != nil {
 		return fmt.Errorf("attr (BgpPeeringAttributes): %v", err)
 	}
 	if len(a.Session) == 0 {
@@ -357,7 +353,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			Type   string   `json:"type"`
 			FQName []string `json:"fq_name"`
 		}
-		if err := strictDecode(body.Bytes(), &req); err != nil || req.Type == "" || len(req.FQName) == 0 {
+		if err := strictjson.Unmarshal(body.Bytes(), &req); err != nil || req.Type == "" || len(req.FQName) == 0 {
 			httpErr(w, 400, "fqname-to-id needs type and fq_name: %v", err)
 			return
 		}
@@ -422,7 +418,7 @@ func (s *Server) createRouter(w http.ResponseWriter, b []byte, reply func(any)) 
 		Params     json.RawMessage `json:"bgp_router_parameters"`
 		Refs       json.RawMessage `json:"bgp_router_refs"`
 	}
-	if err := strictDecode(b, &req); err != nil {
+	if err := strictjson.Unmarshal(b, &req); err != nil {
 		httpErr(w, 400, "bad bgp-router body: %v", err)
 		return
 	}
@@ -531,7 +527,7 @@ func (s *Server) refUpdate(w http.ResponseWriter, b []byte, reply func(any)) {
 		Operation string          `json:"operation"`
 		Attr      json.RawMessage `json:"attr"`
 	}
-	if err := strictDecode(b, &req); err != nil {
+	if err := strictjson.Unmarshal(b, &req); err != nil {
 		httpErr(w, 400, "ref-update: %v", err)
 		return
 	}
