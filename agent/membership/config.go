@@ -58,6 +58,8 @@ type Config struct {
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 	// tune, set only by tests, adjusts memberlist timers.
 	tune func(*memberlist.Config)
+	// connectTimeout, set only by tests, replaces DefaultConnectTimeout.
+	connectTimeout time.Duration
 	// metaTimeout and retryFirst, set only by tests, replace
 	// DefaultMetaTimeout and DefaultRetryFirst.
 	metaTimeout time.Duration

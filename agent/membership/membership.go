@@ -184,24 +184,27 @@ func New(cfg Config, log *slog.Logger) (*Membership, error) {
 	mc.Delegate, mc.Events, mc.Conflict = d, d, d
 	m.probe = mc.ProbeInterval
 	mc.LogOutput = &logWriter{log: log.With("component", "memberlist"), onLine: m.watchLog}
+	limit := cfg.connectTimeout
+	if limit == 0 {
+		limit = DefaultConnectTimeout
+	}
+	nt, tr, err := newTransport(cfg.BindAddr, cfg.BindPort, limit, stdlog.New(mc.LogOutput, "", 0))
+	if err != nil {
+		return nil, err
+	}
 	if cfg.wrapTransport != nil {
-		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{cfg.BindAddr}, BindPort: cfg.BindPort,
-			Logger: stdlog.New(mc.LogOutput, "", 0),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("starting gossip transport: %w", err)
-		}
-		mc.Transport = cfg.wrapTransport(nt)
-		if mc.BindPort == 0 {
-			mc.BindPort = nt.GetAutoBindPort()
-		}
-		if mc.AdvertisePort == 0 {
-			mc.AdvertisePort = mc.BindPort
-		}
+		tr = cfg.wrapTransport(tr)
+	}
+	mc.Transport = tr
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+	}
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = mc.BindPort
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = tr.Shutdown()
 		return nil, fmt.Errorf("starting gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	m.ml = ml
