@@ -376,7 +376,6 @@ func TestMetaUpdateReachesPeersDespiteLostBroadcast(t *testing.T) {
 // does.
 func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	meta := testMeta
 	const bound = 8 * time.Second
 	for round := range 6 {
 		a := startNode(t, "a", nil, withKeys(key), opt)
@@ -384,7 +383,7 @@ func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 		c := startNode(t, "c", []string{a.LocalAddr().String(), b.LocalAddr().String()}, withKeys(key), opt)
 		ms := []*Membership{a, b, c}
 		for _, m := range ms {
-			m.UpdateMeta(meta(m.cfg.Site, false))
+			m.UpdateMeta(testMeta(m.cfg.Site, false))
 		}
 		time.Sleep(time.Second)
 		stop := make(chan struct{})
@@ -392,7 +391,7 @@ func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 		for _, m := range ms {
 			wg.Go(func() {
 				for {
-					m.UpdateMeta(meta(m.cfg.Site, true))
+					m.UpdateMeta(testMeta(m.cfg.Site, true))
 					select {
 					case <-stop:
 						return
