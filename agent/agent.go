@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -67,15 +66,16 @@ const loopInterval = 5 * time.Second
 
 // Agent runs one site.
 type Agent struct {
-	log      *slog.Logger
-	reload   func(context.Context) (config.Loaded, error)
-	discover func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error)
-	sources  []string
-	netOpts  []netguard.Option
-	metrics  *api.Metrics
-	server   *api.Server
-	metricLn net.Listener
-	started  time.Time
+	log       *slog.Logger
+	reload    func(context.Context) (config.Loaded, error)
+	discover  func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error)
+	sources   []string
+	netOpts   []netguard.Option
+	metrics   *api.Metrics
+	server    *api.Server
+	metricLn  net.Listener
+	metricSrv *api.MetricsServer
+	started   time.Time
 
 	mu      sync.Mutex
 	cfg     config.Config
@@ -124,6 +124,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 			return nil, fmt.Errorf("listening for metrics on %s: %w; set metricsAddress or tfsite.metrics=off", cfg.MetricsAddress, err)
 		}
 		a.metricLn = ln
+		a.metricSrv = api.NewMetricsServer(ln, a.metrics, func(ctx context.Context) { a.metrics.Update(a.Status(ctx)) }, log.With("component", "metrics"))
 	}
 	return a, nil
 }
@@ -148,17 +149,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("API server stopped", "err", err)
 		}
 	})
-	if a.metricLn != nil {
-		// Gauges are refreshed per scrape, not per event: with hundreds of
-		// peers a status snapshot is not free.
-		mh := a.metrics.Handler()
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			a.metrics.Update(a.Status(r.Context()))
-			mh.ServeHTTP(w, r)
+	if a.metricSrv != nil {
+		wg.Go(func() {
+			if err := a.metricSrv.Run(ctx); err != nil {
+				a.log.Error("metrics server stopped", "err", err)
+			}
 		})
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		wg.Go(func() { _ = hs.Serve(a.metricLn) })
-		wg.Go(func() { <-ctx.Done(); _ = hs.Close() })
 	}
 	wg.Go(func() { a.watchdog(ctx) })
 	a.touch()
@@ -647,8 +643,8 @@ func (a *Agent) Release(ctx context.Context, site string) error {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		a.server.Close()
-		if a.metricLn != nil {
-			a.metricLn.Close()
+		if a.metricSrv != nil {
+			a.metricSrv.Close()
 		}
 		a.mu.Lock()
 		members, allocator := a.members, a.alloc

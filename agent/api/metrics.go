@@ -2,9 +2,12 @@ package api
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
-	"net/http"
+	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -83,14 +86,27 @@ func (m *Metrics) ObserveCommit(d time.Duration) {
 	m.commit.count++
 }
 
-// Handler serves /metrics.
-func (m *Metrics) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", ContentType)
-		_ = m.Write(w)
-	})
-	return mux
+// MetricsServer serves GET /metrics on a listener: Run serves, Close stops
+// (safe twice).
+type MetricsServer struct {
+	*httpServer
+}
+
+// NewMetricsServer serves m on ln. refresh, if set, updates the gauges
+// before each scrape: they follow the status per scrape, not per event,
+// because with hundreds of peers a status snapshot is not free.
+func NewMetricsServer(ln net.Listener, m *Metrics, refresh func(context.Context), log *slog.Logger) *MetricsServer {
+	rt := route{"GET", "/metrics", func(ctx context.Context, _ []string) reply {
+		if refresh != nil {
+			refresh(ctx)
+		}
+		var b bytes.Buffer
+		if err := m.Write(&b); err != nil {
+			return errorReply(500, fmt.Sprintf("writing metrics: %v", err))
+		}
+		return reply{code: 200, contentType: ContentType, body: b.Bytes()}
+	}}
+	return &MetricsServer{newHTTPServer(ln, []route{rt}, log, nil)}
 }
 
 // Write writes every metric in the text exposition format.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"io"
+	"log/slog"
 	"math"
 	"mime"
 	"net"
@@ -14,16 +15,17 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// scrape serves m over HTTP and parses the answer with Prometheus's own
-// text parser, as a Prometheus server would.
+// scrape serves m with a MetricsServer, fetches it with Go's HTTP client
+// and parses the answer with Prometheus's own text parser, as a Prometheus
+// server would.
 func scrape(t *testing.T, m *Metrics) (map[string]*dto.MetricFamily, string) {
 	t.Helper()
-	srv := &http.Server{Handler: m.Handler()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	srv := NewMetricsServer(ln, m, nil, slog.New(slog.DiscardHandler))
+	go srv.Run(t.Context())
 	t.Cleanup(func() { srv.Close() })
 	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
 	if err != nil {

@@ -2,17 +2,14 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -36,13 +33,10 @@ type ServerConfig struct {
 	Group string
 }
 
-// Server serves the API on a unix socket.
+// Server serves the API on a unix socket: Run serves, Close stops and
+// removes the socket (safe twice).
 type Server struct {
-	cfg  ServerConfig
-	log  *slog.Logger
-	ln   net.Listener
-	srv  *http.Server
-	once sync.Once
+	*httpServer
 }
 
 // NewServer creates the socket (replacing a stale one) and sets its mode; it
@@ -74,9 +68,7 @@ func NewServer(cfg ServerConfig, b Backend, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("setting API socket mode: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, ln: ln}
-	s.srv = &http.Server{Handler: Handler(b, log), ReadHeaderTimeout: 5 * time.Second}
-	return s, nil
+	return &Server{newHTTPServer(ln, routes(b, log), log, func() { _ = os.Remove(cfg.Socket) })}, nil
 }
 
 // removeStaleSocket removes a socket nobody answers on; a live one is an error.
@@ -112,83 +104,49 @@ func lookupGID(group string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// Run serves until ctx is done or Close; it returns nil then.
-func (s *Server) Run(ctx context.Context) error {
-	go func() {
-		<-ctx.Done()
-		s.Close()
-	}()
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving API: %w", err)
+// routes are the API's endpoints.
+func routes(b Backend, log *slog.Logger) []route {
+	return []route{
+		{"GET", "/v1/status", func(ctx context.Context, _ []string) reply {
+			return jsonReply(200, b.Status(ctx))
+		}},
+		{"GET", "/v1/peers", func(ctx context.Context, _ []string) reply {
+			peers := b.Peers(ctx)
+			if peers == nil {
+				peers = []Peer{}
+			}
+			return jsonReply(200, peers)
+		}},
+		{"GET", "/v1/bgp-peers", func(ctx context.Context, _ []string) reply {
+			peers, err := b.BGPPeers(ctx)
+			if err != nil {
+				return errorReply(statusCode(err), err.Error())
+			}
+			if peers == nil {
+				peers = []BGPPeer{}
+			}
+			return jsonReply(200, peers)
+		}},
+		{"POST", "/v1/sites/{name}/release", func(ctx context.Context, args []string) reply {
+			name := args[0]
+			if err := b.Release(ctx, name); err != nil {
+				log.Warn("release refused", "site", name, "err", err)
+				return errorReply(statusCode(err), err.Error())
+			}
+			log.Info("released site allocation", "site", name)
+			return reply{code: 204}
+		}},
 	}
-	return nil
-}
-
-// Close stops serving and removes the socket; safe to call twice.
-func (s *Server) Close() error {
-	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = s.srv.Shutdown(ctx)
-		_ = s.ln.Close()
-		_ = os.Remove(s.cfg.Socket)
-	})
-	return nil
-}
-
-// Handler is the API's HTTP handler (exported for tests and other transports).
-func Handler(b Backend, log *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, b.Status(r.Context()))
-	})
-	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		peers := b.Peers(r.Context())
-		if peers == nil {
-			peers = []Peer{}
-		}
-		writeJSON(w, http.StatusOK, peers)
-	})
-	mux.HandleFunc("GET /v1/bgp-peers", func(w http.ResponseWriter, r *http.Request) {
-		peers, err := b.BGPPeers(r.Context())
-		if err != nil {
-			writeJSON(w, statusCode(err), Error{Error: err.Error()})
-			return
-		}
-		if peers == nil {
-			peers = []BGPPeer{}
-		}
-		writeJSON(w, http.StatusOK, peers)
-	})
-	mux.HandleFunc("POST /v1/sites/{name}/release", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if err := b.Release(r.Context(), name); err != nil {
-			log.Warn("release refused", "site", name, "err", err)
-			writeJSON(w, statusCode(err), Error{Error: err.Error()})
-			return
-		}
-		log.Info("released site allocation", "site", name)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	return mux
 }
 
 func statusCode(err error) int {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
+		return 404
 	case errors.Is(err, ErrConflict):
-		return http.StatusConflict
+		return 409
 	case errors.Is(err, ErrUnavailable):
-		return http.StatusServiceUnavailable
+		return 503
 	}
-	return http.StatusInternalServerError
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	return 500
 }
