@@ -73,7 +73,6 @@ type Agent struct {
 	netOpts   []netguard.Option
 	metrics   *api.Metrics
 	server    *api.Server
-	metricLn  net.Listener
 	metricSrv *api.MetricsServer
 	started   time.Time
 
@@ -123,7 +122,6 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 			srv.Close()
 			return nil, fmt.Errorf("listening for metrics on %s: %w; set metricsAddress or tfsite.metrics=off", cfg.MetricsAddress, err)
 		}
-		a.metricLn = ln
 		a.metricSrv = api.NewMetricsServer(ln, a.metrics, func(ctx context.Context) { a.metrics.Update(a.Status(ctx)) }, log.With("component", "metrics"))
 	}
 	return a, nil
@@ -131,10 +129,10 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 
 // MetricsAddr is the bound metrics address (nil when disabled).
 func (a *Agent) MetricsAddr() net.Addr {
-	if a.metricLn == nil {
+	if a.metricSrv == nil {
 		return nil
 	}
-	return a.metricLn.Addr()
+	return a.metricSrv.Addr()
 }
 
 // Run runs the site until ctx is done; it returns nil then. An error means

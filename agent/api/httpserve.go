@@ -200,8 +200,8 @@ func match(pattern, path string) ([]string, bool) {
 	var args []string
 	for i, p := range ps {
 		if strings.HasPrefix(p, "{") {
-			v, err := url.PathUnescape(xs[i])
-			if err != nil || v == "" {
+			v, _ := url.PathUnescape(xs[i]) // readRequest refused bad escapes
+			if v == "" {
 				return nil, false
 			}
 			args = append(args, v)
@@ -316,7 +316,7 @@ func (s *httpServer) Run(ctx context.Context) error {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if s.isClosing() || errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) { // Close closed it
 				return nil
 			}
 			if !isTemporary(err) {
@@ -397,11 +397,8 @@ func (s *httpServer) serveConn(c net.Conn) {
 	}
 }
 
-func (s *httpServer) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
+// Addr is the listener's address.
+func (s *httpServer) Addr() net.Addr { return s.ln.Addr() }
 
 // Close stops accepting, lets requests in flight finish for up to 2 s, then
 // cancels them and drops their connections; safe to call twice.
