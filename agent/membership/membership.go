@@ -228,7 +228,7 @@ func (m *Membership) Run(ctx context.Context) error {
 	interval := m.cfg.RejoinInterval
 	first := true
 	for {
-		joined := m.rejoin(first)
+		joined := m.rejoin(ctx, first)
 		m.savePeers()
 		wait := interval
 		if first && !joined && len(m.joinAddrs()) > 0 {
@@ -368,21 +368,27 @@ func DecodePeers(b []byte) ([]string, error) {
 	return addrs, nil
 }
 
-// rejoin tries known peers that are not alive members (and did not leave)
-// and, when something looks lost or we are alone, the seeds that are not
-// alive members. When every known peer is alive it does nothing, so a large
-// healthy fleet does not keep pushing full state at its seeds. On the first
-// round (all) every seed is tried. Reports whether anyone answered.
-func (m *Membership) rejoin(all bool) bool {
+// rejoin tries known peers that are not alive members (and did not leave),
+// and the seeds and saved peers at which no alive member gossips. When every
+// one of those is an alive member it does nothing, so a large healthy fleet
+// does not keep pushing full state at its seeds. A seed that is not a member
+// is tried every round even when all else looks healthy: a seed that came up
+// after this site joined through another one would otherwise stay alone, and
+// sites that started at once could form two whole-looking halves that never
+// merge. On the first round (all) every seed is tried. Reports whether anyone
+// answered.
+func (m *Membership) rejoin(ctx context.Context, all bool) bool {
 	alive := m.liveNames()
-	aliveAddr := map[string]bool{}
+	aliveAt := map[netip.AddrPort]bool{m.local: true}
 	var cand []string
 	m.mu.Lock()
 	for name, n := range m.known {
 		switch {
 		case name == m.cfg.Site:
 		case alive[name]:
-			aliveAddr[n.Address()] = true
+			if a, ok := netip.AddrFromSlice(n.Addr); ok {
+				aliveAt[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
+			}
 		default:
 			if d := m.decoded[name]; d.err == nil && d.meta.Leaving {
 				continue // left on purpose; it rejoins by itself when back
@@ -391,11 +397,9 @@ func (m *Membership) rejoin(all bool) bool {
 		}
 	}
 	m.mu.Unlock()
-	if all || len(cand) > 0 || len(alive) <= 1 {
-		for _, s := range m.joinAddrs() {
-			if all || !aliveAddr[s] {
-				cand = append(cand, s)
-			}
+	for _, s := range m.joinAddrs() {
+		if all || !memberAt(ctx, s, aliveAt) {
+			cand = append(cand, s)
 		}
 	}
 	if len(cand) == 0 {
@@ -427,6 +431,27 @@ func (m *Membership) rejoin(all bool) bool {
 	}
 	m.log.Info("gossip re-joined peers", "tried", len(cand), "answered", n)
 	return true
+}
+
+// memberAt reports whether an alive member (or this site) gossips at addr,
+// a "host:port" join address. A host name counts when any address it
+// resolves to does; one that does not resolve does not.
+func memberAt(ctx context.Context, addr string, aliveAt map[netip.AddrPort]bool) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return false
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return aliveAt[netip.AddrPortFrom(ip.Unmap(), uint16(p))]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ips, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	return slices.ContainsFunc(ips, func(ip netip.Addr) bool { return aliveAt[netip.AddrPortFrom(ip.Unmap(), uint16(p))] })
 }
 
 // Members returns every site seen, including the local one, sorted by name.

@@ -314,6 +314,61 @@ func TestRejoinAfterPartitionHeals(t *testing.T) {
 	}, a, b, c)
 }
 
+// A seed that comes up after a site joined through another seed is joined
+// all the same. The late seed has no seeds of its own (it is the first site
+// of its config), so only the others' rejoin rounds can bring it in; before
+// they tried seeds that were not members, it stayed alone for good.
+func TestLateSeedIsJoined(t *testing.T) {
+	port := freePort(t)
+	late := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
+	a := startNode(t, "a", nil)
+	b := startNode(t, "b", []string{late, a.LocalAddr().String()})
+	eventually(t, "b to join a", 20*time.Second, func() bool { return allAlive(b, "a", "b") && allAlive(a, "a", "b") }, a, b)
+	l := startNode(t, "late", nil, func(c *Config) { c.BindPort = int(port) })
+	eventually(t, "the late seed and the others to see each other", 20*time.Second, func() bool {
+		return allAlive(l, "a", "b", "late") && allAlive(a, "a", "b", "late") && allAlive(b, "a", "b", "late")
+	}, l, a, b)
+}
+
+// freePort returns a port that was free for both TCP and UDP on 127.0.0.1.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap := netip.MustParseAddrPort(ln.Addr().String())
+		pc, err := net.ListenPacket("udp", ap.String())
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return ap.Port()
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
+	return 0
+}
+
+func TestMemberAt(t *testing.T) {
+	aliveAt := map[netip.AddrPort]bool{netip.MustParseAddrPort("127.0.0.1:7946"): true, netip.MustParseAddrPort("[::1]:7000"): true}
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7946":            true,
+		"127.0.0.1:7947":            false,
+		"[::ffff:127.0.0.1]:7946":   true, // the same address, IPv4-mapped
+		"[::1]:7000":                true,
+		"localhost:7946":            true, // resolved through /etc/hosts
+		"localhost:7001":            false,
+		"no-such-seed.invalid:7946": false,
+		"127.0.0.1":                 false, // join addresses always carry a port
+		"127.0.0.1:70000":           false,
+	} {
+		if got := memberAt(context.Background(), addr, aliveAt); got != want {
+			t.Errorf("memberAt(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
 // Peers and Peer read this package's remembered nodes, not memberlist's
 // member list; they must agree with Members as peers come and go.
 func TestPeerLookupAgreesWithMembers(t *testing.T) {
