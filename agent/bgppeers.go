@@ -3,11 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -93,17 +90,8 @@ func writeBGPPeers(path string, peers []api.BGPPeer) error {
 
 // readBGPPeers loads the saved peers; no file is no peers.
 func readBGPPeers(path string) ([]api.BGPPeer, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err == nil {
-		var peers []api.BGPPeer
-		if peers, err = DecodeBGPPeers(b); err == nil {
-			return peers, nil
-		}
-	}
-	return nil, fmt.Errorf("BGP peer cache %s: %w (delete the file: the agent rebuilds it from gossip)", path, err)
+	peers, _, err := atomicfile.Read(path, "BGP peer cache", "delete the file: the agent rebuilds it from gossip", DecodeBGPPeers)
+	return peers, err
 }
 
 // DecodeBGPPeers strictly decodes a saved BGP peer list: a JSON array of

@@ -58,18 +58,7 @@ func ReadRecord(stateDir string) (Allocation, bool, error) {
 // readRecord reads and decodes stateDir's local record; found is false when
 // there is none.
 func readRecord(stateDir string) (r localRecord, found bool, err error) {
-	path := filepath.Join(stateDir, recordFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return localRecord{}, false, nil
-	}
-	if err != nil {
-		return localRecord{}, false, fmt.Errorf("reading allocation record: %w", err)
-	}
-	if r, err = decodeRecord(b); err != nil {
-		return localRecord{}, false, fmt.Errorf("%s: %w", path, err)
-	}
-	return r, true, nil
+	return atomicfile.Read(filepath.Join(stateDir, recordFile), "allocation record", "", decodeRecord)
 }
 
 func writeRecord(stateDir string, r localRecord) error {

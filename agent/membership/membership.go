@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"io/fs"
 	stdlog "log"
 	"log/slog"
 	"math/rand/v2"
@@ -337,17 +336,8 @@ func (m *Membership) savePeers() {
 
 // readPeers loads PeersFile: a JSON list of "ip:port". No file is no peers.
 func readPeers(path string) ([]string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err == nil {
-		var addrs []string
-		if addrs, err = DecodePeers(b); err == nil {
-			return addrs, nil
-		}
-	}
-	return nil, fmt.Errorf("gossip peers file %s: %w (delete it: the agent writes it again)", path, err)
+	addrs, _, err := atomicfile.Read(path, "gossip peers file", "delete it: the agent writes it again", DecodePeers)
+	return addrs, err
 }
 
 // DecodePeers strictly decodes a saved peer list: a JSON array of at most

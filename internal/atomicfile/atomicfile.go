@@ -1,13 +1,38 @@
 // Package atomicfile writes files so that a crash leaves either the old or
 // the new content, never a mix: temp file in the same directory, fsync,
-// rename, fsync of the directory.
+// rename, fsync of the directory. Read loads such a state file back.
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// Read reads the state file at path and decodes it. A missing file is not
+// an error: found is false. Errors name the file by what it is (e.g.
+// "allocation record"); one that does not decode is named with its path
+// and, when given, hint: the operator's way out (e.g. "delete it: the agent
+// writes it again").
+func Read[T any](path, what, hint string, decode func([]byte) (T, error)) (v T, found bool, err error) {
+	var zero T
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return zero, false, nil
+	}
+	if err != nil {
+		return zero, false, fmt.Errorf("reading %s: %w", what, err)
+	}
+	if v, err = decode(b); err != nil {
+		if hint != "" {
+			return zero, false, fmt.Errorf("%s %s: %w (%s)", what, path, err, hint)
+		}
+		return zero, false, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return v, true, nil
+}
 
 // Write replaces path with data atomically and durably.
 func Write(path string, data []byte, perm os.FileMode) error {

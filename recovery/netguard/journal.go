@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,18 +167,11 @@ func (s Store) Init() error {
 
 // Pending returns the pending change, ErrNothingPending when there is none.
 func (s Store) Pending() (*Pending, error) {
-	data, err := os.ReadFile(s.path(pendingFile))
-	if errors.Is(err, fs.ErrNotExist) {
+	p, found, err := atomicfile.Read(s.path(pendingFile), "pending change", "", DecodePending)
+	if err == nil && !found {
 		return nil, ErrNothingPending
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading pending change: %w", err)
-	}
-	p, err := DecodePending(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.path(pendingFile), err)
-	}
-	return p, nil
+	return p, err
 }
 
 // WritePending records p durably.
@@ -201,18 +193,8 @@ func (s Store) ClearPending() error {
 
 // Events returns the journal, oldest first.
 func (s Store) Events() ([]Event, error) {
-	data, err := os.ReadFile(s.path(journalFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading journal: %w", err)
-	}
-	ev, err := DecodeJournal(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (it is only history: move it aside to go on)", s.path(journalFile), err)
-	}
-	return ev, nil
+	ev, _, err := atomicfile.Read(s.path(journalFile), "journal", "it is only history: move it aside to go on", DecodeJournal)
+	return ev, err
 }
 
 // Record appends an event to the journal, keeping the newest maxEvents.

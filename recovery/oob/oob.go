@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -107,18 +106,8 @@ func Save(dir string, r *Reservation) error {
 
 // Load returns the recorded reservation, nil when there is none.
 func Load(dir string) (*Reservation, error) {
-	data, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading management reservation: %w", err)
-	}
-	r, err := Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
-	}
-	return r, nil
+	r, _, err := atomicfile.Read(filepath.Join(dir, stateFile), "management reservation", "", Decode)
+	return r, err
 }
 
 // Decode parses a reservation strictly.
