@@ -385,7 +385,9 @@ func (s *httpServer) serveConn(c net.Conn) {
 		if _, err := io.CopyN(io.Discard, br, req.contentLength); err != nil {
 			return
 		}
-		rp = dispatch(s.ctx, s.routes, req)
+		ctx, cancel := s.hangUpContext(c, br)
+		rp = dispatch(ctx, s.routes, req)
+		cancel()
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if err := writeReply(c, rp, req.method == "HEAD"); err != nil {
@@ -395,6 +397,24 @@ func (s *httpServer) serveConn(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
+}
+
+// hangUpContext returns the handler's context for the request just read
+// from c: cancelled, as net/http does, when the client hangs up (or shuts
+// down its sending side) before the answer, since nobody waits for it, and
+// when Close gives up waiting. The client sends nothing after its request
+// (one per connection), so a read that ends means it is gone; the read ends
+// at the latest when serveConn closes c. The caller cancels when the
+// handler is done.
+func (s *httpServer) hangUpContext(c net.Conn, br *bufio.Reader) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	_ = c.SetReadDeadline(time.Time{})
+	go func() {
+		if _, err := br.ReadByte(); err != nil {
+			cancel()
+		}
+	}()
+	return ctx, cancel
 }
 
 // Addr is the listener's address.

@@ -243,6 +243,30 @@ func TestCloseCancelsStuckRequests(t *testing.T) {
 	}
 }
 
+// A client that hangs up while its request is served cancels the handler's
+// context, as with net/http: nobody waits for the answer.
+func TestHangUpCancelsRequest(t *testing.T) {
+	started := make(chan context.Context, 1)
+	_, addr := startHTTP(t, echoRoutes(nil, started))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /v1/slow HTTP/1.1\r\n\r\n")
+	ctx := <-started
+	select {
+	case <-ctx.Done():
+		t.Fatal("the handler's context was cancelled while the client waited")
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context was not cancelled when the client hung up")
+	}
+}
+
 func TestMatch(t *testing.T) {
 	for _, c := range []struct {
 		pattern, path string
