@@ -358,37 +358,49 @@ func DecodePeers(b []byte) ([]string, error) {
 	return addrs, nil
 }
 
-// rejoin tries known peers that are not alive members (and did not leave),
-// and the seeds and saved peers at which no alive member gossips. When every
-// one of those is an alive member it does nothing, so a large healthy fleet
-// does not keep pushing full state at its seeds. A seed that is not a member
-// is tried every round even when all else looks healthy: a seed that came up
-// after this site joined through another one would otherwise stay alone, and
-// sites that started at once could form two whole-looking halves that never
-// merge. On the first round (all) every seed is tried. Reports whether anyone
-// answered.
+// rejoin tries known peers that are not alive members (and did not leave);
+// when some peer is lost or the site is alone, the seeds and saved peers at
+// which no alive member gossips; and always those at which no node this
+// site knows of gossips. When every known peer is alive and every seed is
+// known, it does nothing, so a large healthy fleet does not keep pushing
+// full state at its seeds. The last rule is for a seed that came up after
+// this site joined through another one: without it, sites that started at
+// once could form two whole-looking halves that never merge. On the first
+// round (all) every seed is tried. Reports whether anyone answered.
 func (m *Membership) rejoin(ctx context.Context, all bool) bool {
 	alive := m.liveNames()
 	aliveAt := map[netip.AddrPort]bool{m.local: true}
+	seenAt := map[netip.AddrPort]bool{m.local: true}
 	var cand []string
 	m.mu.Lock()
 	for name, n := range m.known {
-		switch {
-		case name == m.cfg.Site:
+		if name == m.cfg.Site {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(n.Addr)
+		at := netip.AddrPortFrom(a.Unmap(), n.Port)
+		seenAt[at] = true
+		switch d := m.decoded[name]; {
 		case alive[name]:
-			if a, ok := netip.AddrFromSlice(n.Addr); ok {
-				aliveAt[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
-			}
+			aliveAt[at] = true
+		case d.err == nil && d.meta.Leaving:
+			// left on purpose; it rejoins by itself when back
 		default:
-			if d := m.decoded[name]; d.err == nil && d.meta.Leaving {
-				continue // left on purpose; it rejoins by itself when back
-			}
 			cand = append(cand, n.Address())
 		}
 	}
 	m.mu.Unlock()
+	lost := len(cand) > 0 || len(alive) <= 1
 	for _, s := range m.joinAddrs() {
-		if all || !memberAt(ctx, s, aliveAt) {
+		if all {
+			cand = append(cand, s)
+			continue
+		}
+		at := resolveJoinAddr(ctx, s)
+		in := func(set map[netip.AddrPort]bool) bool {
+			return slices.ContainsFunc(at, func(a netip.AddrPort) bool { return set[a] })
+		}
+		if !in(seenAt) || lost && !in(aliveAt) {
 			cand = append(cand, s)
 		}
 	}
@@ -423,25 +435,29 @@ func (m *Membership) rejoin(ctx context.Context, all bool) bool {
 	return true
 }
 
-// memberAt reports whether an alive member (or this site) gossips at addr,
-// a "host:port" join address. A host name counts when any address it
-// resolves to does; one that does not resolve does not.
-func memberAt(ctx context.Context, addr string, aliveAt map[netip.AddrPort]bool) bool {
+// resolveJoinAddr returns the addresses a "host:port" join address stands
+// for: a host name is resolved (within 2 s); none when it does not parse or
+// resolve.
+func resolveJoinAddr(ctx context.Context, addr string) []netip.AddrPort {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false
+		return nil
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return false
+		return nil
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return aliveAt[netip.AddrPortFrom(ip.Unmap(), uint16(p))]
+		return []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), uint16(p))}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	ips, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	return slices.ContainsFunc(ips, func(ip netip.Addr) bool { return aliveAt[netip.AddrPortFrom(ip.Unmap(), uint16(p))] })
+	out := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+	}
+	return out
 }
 
 // Members returns every site seen, including the local one, sorted by name.

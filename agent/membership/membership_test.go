@@ -94,6 +94,17 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	}
 }
 
+// leaveSeen makes m (site name) leave gracefully, closes it, and waits
+// until watcher sees it left.
+func leaveSeen(t *testing.T, m *Membership, name string, watcher *Membership) {
+	t.Helper()
+	if err := m.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	eventually(t, "the watcher to see "+name+" left", 20*time.Second, func() bool { return states(watcher)[name] == StateLeft }, watcher)
+}
+
 func states(m *Membership) map[string]State {
 	out := map[string]State{}
 	for _, mem := range m.Members() {
@@ -144,11 +155,7 @@ func TestJoinViaAnySeedAndMeta(t *testing.T) {
 		t.Fatalf("problems: %v", c.Problems())
 	}
 	// A graceful leave shows as left, and stays listed.
-	if err := b.Leave(time.Second); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-	eventually(t, "a to see b left", 20*time.Second, func() bool { return states(a)["b"] == StateLeft }, a)
+	leaveSeen(t, b, "b", a)
 }
 
 func TestEncryptedGossipRefusesWrongKey(t *testing.T) {
@@ -330,6 +337,23 @@ func TestLateSeedIsJoined(t *testing.T) {
 	}, l, a, b)
 }
 
+// A site left alone re-joins its seeds even when they left on purpose: a
+// seed that restarts with no seeds and no saved peers of its own cannot find
+// the fleet by itself.
+func TestLoneSiteRejoinsSeedThatLeft(t *testing.T) {
+	port := freePort(t)
+	seed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
+	onPort := func(c *Config) { c.BindPort = int(port) }
+	b := startNode(t, "b", nil, onPort)
+	a := startNode(t, "a", []string{seed})
+	eventually(t, "a and b to see each other", 20*time.Second, func() bool { return allAlive(a, "a", "b") && allAlive(b, "a", "b") }, a, b)
+	leaveSeen(t, b, "b", a)
+	b2 := startNode(t, "b", nil, onPort)
+	eventually(t, "a, alone, to re-join the restarted seed", 20*time.Second, func() bool {
+		return allAlive(a, "a", "b") && allAlive(b2, "a", "b")
+	}, a, b2)
+}
+
 // freePort returns a port that was free for both TCP and UDP on 127.0.0.1.
 func freePort(t *testing.T) uint16 {
 	t.Helper()
@@ -350,21 +374,20 @@ func freePort(t *testing.T) uint16 {
 	return 0
 }
 
-func TestMemberAt(t *testing.T) {
-	aliveAt := map[netip.AddrPort]bool{netip.MustParseAddrPort("127.0.0.1:7946"): true, netip.MustParseAddrPort("[::1]:7000"): true}
-	for addr, want := range map[string]bool{
-		"127.0.0.1:7946":            true,
-		"127.0.0.1:7947":            false,
-		"[::ffff:127.0.0.1]:7946":   true, // the same address, IPv4-mapped
-		"[::1]:7000":                true,
-		"localhost:7946":            true, // resolved through /etc/hosts
-		"localhost:7001":            false,
-		"no-such-seed.invalid:7946": false,
-		"127.0.0.1":                 false, // join addresses always carry a port
-		"127.0.0.1:70000":           false,
+func TestResolveJoinAddr(t *testing.T) {
+	v4 := netip.MustParseAddrPort("127.0.0.1:7946")
+	for addr, want := range map[string]netip.AddrPort{
+		"127.0.0.1:7946":            v4,
+		"[::ffff:127.0.0.1]:7946":   v4, // the same address, IPv4-mapped
+		"[::1]:7000":                netip.MustParseAddrPort("[::1]:7000"),
+		"localhost:7946":            v4, // resolved through /etc/hosts
+		"no-such-seed.invalid:7946": {},
+		"127.0.0.1":                 {}, // join addresses always carry a port
+		"127.0.0.1:70000":           {},
 	} {
-		if got := memberAt(context.Background(), addr, aliveAt); got != want {
-			t.Errorf("memberAt(%q) = %v, want %v", addr, got, want)
+		got := resolveJoinAddr(context.Background(), addr)
+		if want.IsValid() && !slices.Contains(got, want) || !want.IsValid() && len(got) > 0 {
+			t.Errorf("resolveJoinAddr(%q) = %v, want %v", addr, got, want)
 		}
 	}
 }
@@ -554,11 +577,7 @@ func TestRestartedSeedlessSiteRejoins(t *testing.T) {
 		saved, err := readPeers(file)
 		return err == nil && slices.Equal(saved, want)
 	}, a)
-	if err := a.Leave(time.Second); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
-	eventually(t, "b to see a left", 20*time.Second, func() bool { return states(b)["a"] == StateLeft }, b)
+	leaveSeen(t, a, "a", b)
 	a2 := startNode(t, "a", nil, withPeers)
 	eventually(t, "the restarted a and its peers to see each other", 20*time.Second, func() bool {
 		return allAlive(a2, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
