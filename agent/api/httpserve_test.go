@@ -228,13 +228,8 @@ func TestCloseLetsRequestsFinish(t *testing.T) {
 func TestCloseCancelsStuckRequests(t *testing.T) {
 	started := make(chan context.Context, 1)
 	s, addr := startHTTP(t, echoRoutes(nil, started), func(s *httpServer) { s.grace = 100 * time.Millisecond })
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := startSlowRequest(t, addr, started)
 	defer c.Close()
-	io.WriteString(c, "GET /v1/slow HTTP/1.1\r\n\r\n")
-	ctx := <-started
 	s.Close()
 	select {
 	case <-ctx.Done():
@@ -243,17 +238,24 @@ func TestCloseCancelsStuckRequests(t *testing.T) {
 	}
 }
 
-// A client that hangs up while its request is served cancels the handler's
-// context, as with net/http: nobody waits for the answer.
-func TestHangUpCancelsRequest(t *testing.T) {
-	started := make(chan context.Context, 1)
-	_, addr := startHTTP(t, echoRoutes(nil, started))
+// startSlowRequest sends GET /v1/slow on a new connection and returns it
+// with the handler's context once the handler has started.
+func startSlowRequest(t *testing.T, addr string, started <-chan context.Context) (net.Conn, context.Context) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(c, "GET /v1/slow HTTP/1.1\r\n\r\n")
-	ctx := <-started
+	return c, <-started
+}
+
+// A client that hangs up while its request is served cancels the handler's
+// context, as with net/http: nobody waits for the answer.
+func TestHangUpCancelsRequest(t *testing.T) {
+	started := make(chan context.Context, 1)
+	_, addr := startHTTP(t, echoRoutes(nil, started))
+	c, ctx := startSlowRequest(t, addr, started)
 	select {
 	case <-ctx.Done():
 		t.Fatal("the handler's context was cancelled while the client waited")

@@ -324,14 +324,13 @@ func TestRejoinAfterPartitionHeals(t *testing.T) {
 // A seed that comes up after a site joined through another seed is joined
 // all the same. The late seed has no seeds of its own (it is the first site
 // of its config), so only the others' rejoin rounds can bring it in; before
-// they tried seeds that were not members, it stayed alone for good.
+// they tried seeds no node they knew gossips at, it stayed alone for good.
 func TestLateSeedIsJoined(t *testing.T) {
-	port := freePort(t)
-	late := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
+	late, onLatePort := reservePort(t)
 	a := startNode(t, "a", nil)
 	b := startNode(t, "b", []string{late, a.LocalAddr().String()})
 	eventually(t, "b to join a", 20*time.Second, func() bool { return allAlive(b, "a", "b") && allAlive(a, "a", "b") }, a, b)
-	l := startNode(t, "late", nil, func(c *Config) { c.BindPort = int(port) })
+	l := startNode(t, "late", nil, onLatePort)
 	eventually(t, "the late seed and the others to see each other", 20*time.Second, func() bool {
 		return allAlive(l, "a", "b", "late") && allAlive(a, "a", "b", "late") && allAlive(b, "a", "b", "late")
 	}, l, a, b)
@@ -341,9 +340,7 @@ func TestLateSeedIsJoined(t *testing.T) {
 // seed that restarts with no seeds and no saved peers of its own cannot find
 // the fleet by itself.
 func TestLoneSiteRejoinsSeedThatLeft(t *testing.T) {
-	port := freePort(t)
-	seed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
-	onPort := func(c *Config) { c.BindPort = int(port) }
+	seed, onPort := reservePort(t)
 	b := startNode(t, "b", nil, onPort)
 	a := startNode(t, "a", []string{seed})
 	eventually(t, "a and b to see each other", 20*time.Second, func() bool { return allAlive(a, "a", "b") && allAlive(b, "a", "b") }, a, b)
@@ -354,8 +351,9 @@ func TestLoneSiteRejoinsSeedThatLeft(t *testing.T) {
 	}, a, b2)
 }
 
-// freePort returns a port that was free for both TCP and UDP on 127.0.0.1.
-func freePort(t *testing.T) uint16 {
+// reservePort finds a port free for both TCP and UDP on 127.0.0.1 for a
+// node started later: its gossip address, and the option that binds it.
+func reservePort(t *testing.T) (string, nodeOpt) {
 	t.Helper()
 	for range 20 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -367,11 +365,11 @@ func freePort(t *testing.T) uint16 {
 		ln.Close()
 		if err == nil {
 			pc.Close()
-			return ap.Port()
+			return ap.String(), func(c *Config) { c.BindPort = int(ap.Port()) }
 		}
 	}
 	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
-	return 0
+	return "", nil
 }
 
 func TestResolveJoinAddr(t *testing.T) {
