@@ -1,0 +1,48 @@
+package readlimit
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestFileAtAndOverTheLimit(t *testing.T) {
+	dir := t.TempDir()
+	at, over := filepath.Join(dir, "at"), filepath.Join(dir, "over")
+	os.WriteFile(at, []byte(strings.Repeat("x", 1024)), 0o600)
+	os.WriteFile(over, []byte(strings.Repeat("x", 1025)), 0o600)
+	if b, err := File(at, "config file", 1024); err != nil || len(b) != 1024 {
+		t.Fatalf("file at the limit: %d bytes, %v; want all 1024", len(b), err)
+	}
+	_, err := File(over, "config file", 1024)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("file over the limit: err = %v, want ErrTooLarge", err)
+	}
+	if want := "config file " + over + " is larger than 1 KiB, the limit"; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+	if _, err := File(filepath.Join(dir, "absent"), "config file", 1024); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("absent file: err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// A device that never ends is read only up to the limit.
+func TestFileReadsNoMoreThanTheLimit(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	if _, err := File("/dev/zero", "user-data", 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+}
+
+func TestSize(t *testing.T) {
+	for n, want := range map[int64]string{1 << 20: "1 MiB", 16 << 20: "16 MiB", 64 << 10: "64 KiB", 256: "256 bytes", 1536: "1536 bytes"} {
+		if got := Size(n); got != want {
+			t.Errorf("Size(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
