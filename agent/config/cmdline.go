@@ -7,10 +7,11 @@ import (
 	"maps"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // CmdlineParams are the tfsite.* parameters of a kernel command line, in order.
@@ -203,7 +204,10 @@ func readConfigRef(ref string) ([]byte, error) {
 	if !strings.HasPrefix(ref, "/") {
 		return nil, fmt.Errorf("%q is neither an absolute path nor a data: URL", ref)
 	}
-	b, err := os.ReadFile(ref)
+	b, err := readlimit.File(ref, "config file", MaxConfigFile)
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}

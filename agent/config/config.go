@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // Subdirectories of StateDir.
@@ -369,7 +369,10 @@ func SeedAddress(s string) (string, error) {
 func (c Config) GossipKeys() ([][]byte, error) {
 	text := c.Gossip.Key
 	if c.Gossip.KeyFile != "" {
-		b, err := os.ReadFile(c.Gossip.KeyFile)
+		b, err := readlimit.File(c.Gossip.KeyFile, "key file", MaxKeyFile)
+		if errors.Is(err, readlimit.ErrTooLarge) {
+			return nil, fmt.Errorf("%w; a key file holds base64 keys, one per line", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading key file: %w; create it with: head -c32 /dev/urandom | base64 > %s", err, c.Gossip.KeyFile)
 		}
