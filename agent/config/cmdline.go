@@ -38,6 +38,7 @@ var cmdlineKeys = map[string]string{
 	"statedir":  "state directory",
 	"metrics":   "metrics host:port, or off",
 	"bringup":   "on or off: preflight, kubeadm init, TF and BGP peering",
+	"insecure":  "on or off: lab mode (an exposed gossip key is a warning, not an error)",
 }
 
 // ParseCmdline extracts the tfsite.* parameters of a kernel command line.
@@ -155,14 +156,9 @@ func applyKey(c *Config, key, v string) error {
 	case "statedir":
 		c.StateDir = v
 	case "bringup":
-		switch v {
-		case "on":
-			c.BringUp.Enabled = true
-		case "off":
-			c.BringUp.Enabled = false
-		default:
-			return errors.New("want on or off")
-		}
+		return onOff(v, &c.BringUp.Enabled)
+	case "insecure":
+		return onOff(v, &c.Insecure)
 	case "metrics":
 		if v == "off" {
 			v = ""
@@ -170,6 +166,16 @@ func applyKey(c *Config, key, v string) error {
 		c.MetricsAddress = v
 	}
 	return nil
+}
+
+// onOff sets *dst from "on" or "off".
+func onOff(v string, dst *bool) error {
+	switch v {
+	case "on", "off":
+		*dst = v == "on"
+		return nil
+	}
+	return errors.New("want on or off")
 }
 
 func splitList(v string) []string {

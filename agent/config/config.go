@@ -72,6 +72,10 @@ type Config struct {
 	// allocation: preflight, kubeadm init, TF, the guarded vrouter start and
 	// TF BGP peering (docs/bringup.md).
 	BringUp BringUp `json:"bringUp"`
+	// Insecure is lab mode: what is refused as insecure elsewhere (a gossip
+	// key file others can read, the docs' example key) is only logged as a
+	// warning at start. Never on a production site.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // BringUp configures the agent-driven bring-up of the site's Kubernetes and
@@ -302,6 +306,10 @@ func (c Config) Validate() error {
 			field = "gossip.keyFile"
 		}
 		add(field, "%v", err)
+	} else if !c.Insecure {
+		for _, problem := range c.KeyExposure() {
+			errs = append(errs, fmt.Errorf("%s (or, in a lab only, set insecure: true to be warned instead)", problem))
+		}
 	}
 	if len(c.Voters) == 0 {
 		add("voters", "empty; list the site names that commit allocations (the same list on every site), e.g. voters: [site-a]")
