@@ -30,14 +30,41 @@ func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
 // All reads r to its end, or fails with a *TooLargeError naming what once
 // more than limit bytes arrive.
 func All(r io.Reader, what string, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	b, err := io.ReadAll(Reader(r, what, limit))
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(b)) > limit {
-		return nil, &TooLargeError{What: what, Limit: limit}
-	}
 	return b, nil
+}
+
+// Reader passes r's first limit bytes on; reading more fails with a
+// *TooLargeError naming what, where io.LimitReader would end in a silent
+// EOF (and a decoder in a puzzling "unexpected EOF"). It asks r for at most
+// limit+1 bytes.
+func Reader(r io.Reader, what string, limit int64) io.Reader {
+	return &reader{r: r, left: limit, err: &TooLargeError{What: what, Limit: limit}}
+}
+
+type reader struct {
+	r    io.Reader
+	left int64 // bytes still allowed; -1 once the limit was passed
+	err  error
+}
+
+func (l *reader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, l.err
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	if int64(n) > l.left {
+		n, l.left = int(l.left), -1
+		return n, l.err
+	}
+	l.left -= int64(n)
+	return n, err
 }
 
 // File reads the file at path like os.ReadFile, but at most limit bytes:

@@ -2,6 +2,7 @@ package readlimit
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,4 +46,31 @@ func TestSize(t *testing.T) {
 			t.Errorf("Size(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+// Reader hands on the first limit bytes, then fails naming the input; it
+// never asks its source for more than limit+1 bytes.
+func TestReaderFailsPastTheLimit(t *testing.T) {
+	src := &countingReader{r: strings.NewReader(strings.Repeat("y", 100))}
+	b, err := io.ReadAll(Reader(src, "agent answer", 10))
+	if len(b) != 10 || !errors.Is(err, ErrTooLarge) || err.Error() != "agent answer is larger than 10 bytes, the limit" {
+		t.Fatalf("got %d bytes, %v; want 10 and the limit error", len(b), err)
+	}
+	if src.n > 11 {
+		t.Fatalf("read %d bytes from the source, want at most 11", src.n)
+	}
+	if b, err := io.ReadAll(Reader(strings.NewReader("exactly10!"), "x", 10)); string(b) != "exactly10!" || err != nil {
+		t.Fatalf("input at the limit: %q, %v", b, err)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
