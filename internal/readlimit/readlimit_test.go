@@ -1,6 +1,7 @@
 package readlimit
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestFileAtAndOverTheLimit(t *testing.T) {
@@ -73,4 +75,24 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+// Whatever the input and the limit, All returns the input when it fits and
+// the limit error, naming the input, when it does not.
+func FuzzAll(f *testing.F) {
+	f.Add([]byte("exactly10!"), uint16(10))
+	f.Add([]byte("eleven!!!!!"), uint16(10))
+	f.Add([]byte{}, uint16(0))
+	f.Fuzz(func(t *testing.T, data []byte, limit uint16) {
+		b, err := All(iotest.OneByteReader(bytes.NewReader(data)), "input", int64(limit))
+		if len(data) <= int(limit) {
+			if err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("%d bytes at limit %d: %q, %v", len(data), limit, b, err)
+			}
+			return
+		}
+		if !errors.Is(err, ErrTooLarge) || b != nil || !strings.HasPrefix(err.Error(), "input is larger than ") {
+			t.Fatalf("%d bytes over limit %d: %d bytes, %v", len(data), limit, len(b), err)
+		}
+	})
 }
