@@ -380,6 +380,9 @@ func (a *Agent) startCore(cfg config.Config) error {
 	if keyring == nil {
 		a.log.Warn("gossip is not encrypted: set gossip.keyFile (or tfsite.key=) on every site")
 	}
+	for _, problem := range cfg.KeyExposure() { // only with insecure: true, else Validate refused them
+		a.log.Warn("lab mode (insecure: true): gossip key exposed", "problem", problem)
+	}
 	adv := a.advertiseAddr(cfg)
 	mc := membership.Default()
 	mc.Site, mc.Seeds, mc.Keys = cfg.Site, cfg.Gossip.Seeds, keyring

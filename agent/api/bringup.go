@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/readlimit"
 	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
@@ -47,7 +48,7 @@ func ReadBringUp(stateDir string) (*BringUp, error) {
 		return nil, fmt.Errorf("reading bring-up status: %w", err)
 	}
 	defer f.Close()
-	b, err := DecodeBringUp(io.LimitReader(f, maxBringUpFile))
+	b, err := DecodeBringUp(readlimit.Reader(f, "the file", maxBringUpFile))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -59,7 +60,7 @@ func ReadBringUp(stateDir string) (*BringUp, error) {
 func DecodeBringUp(r io.Reader) (*BringUp, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("decoding bring-up status: %w", err)
+		return nil, fmt.Errorf("decoding bring-up status: %w (delete the file; tfsite bringup rewrites it)", err)
 	}
 	var b BringUp
 	if err := strictjson.Unmarshal(data, &b); err != nil {

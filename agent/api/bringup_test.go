@@ -44,6 +44,7 @@ func TestReadBringUpRejectsBadReports(t *testing.T) {
 		"unknown field": `{"phase":"ready","bogus":1}`,
 		"no phase":      `{"peersConfigured":1}`,
 		"not json":      `phase: ready`,
+		"over 1 MiB":    `{"phase":"ready","detail":"` + strings.Repeat("d", maxBringUpFile) + `"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

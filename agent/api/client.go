@@ -11,10 +11,13 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
-// maxBody bounds every response the client reads (500 sites' peers fit well).
-const maxBody = 16 << 20
+// MaxAnswer bounds every answer the client reads (500 sites' peers fit
+// well); a larger one fails naming the request and the limit.
+const MaxAnswer = 16 << 20
 
 // Client talks to an agent's API socket.
 type Client struct {
@@ -90,7 +93,7 @@ func (c *Client) do(ctx context.Context, method, path string) (io.ReadCloser, er
 		return struct {
 			io.Reader
 			io.Closer
-		}{io.LimitReader(resp.Body, maxBody), resp.Body}, nil
+		}{readlimit.Reader(resp.Body, "agent answer to "+method+" "+path, MaxAnswer), resp.Body}, nil
 	}
 	defer resp.Body.Close()
 	return nil, DecodeError(resp.StatusCode, io.LimitReader(resp.Body, 64<<10))

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // The agent answers two kinds of HTTP request: the local API on its unix
@@ -30,10 +32,6 @@ import (
 const (
 	// maxHead bounds a request line plus headers (431 beyond).
 	maxHead = 8 << 10
-	// maxDiscard bounds a request body that is read and ignored (413 beyond):
-	// no route takes a body, but closing on unread bytes would make the
-	// kernel reset the connection before the client reads the answer.
-	maxDiscard = 64 << 10
 	// headTimeout bounds reading the request, like net/http's
 	// ReadHeaderTimeout; writeTimeout bounds writing the answer.
 	headTimeout  = 5 * time.Second
@@ -379,8 +377,9 @@ func (s *httpServer) serveConn(c net.Conn) {
 		rp = errorReply(he.code, he.msg)
 	case err != nil:
 		return // closed or timed out before a whole request: nothing to answer
-	case req.contentLength > maxDiscard:
-		rp = errorReply(413, fmt.Sprintf("request body of %d bytes: the API takes none", req.contentLength))
+	case req.contentLength > MaxRequestBody:
+		rp = errorReply(413, fmt.Sprintf("request body of %d bytes is larger than %s, the limit: no endpoint of the API takes a body",
+			req.contentLength, readlimit.Size(MaxRequestBody)))
 	default:
 		if _, err := io.CopyN(io.Discard, br, req.contentLength); err != nil {
 			return

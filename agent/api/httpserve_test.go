@@ -90,7 +90,7 @@ func rawExchange(t *testing.T, addr, raw string) (*http.Response, string) {
 func TestRequestsGetClearAnswers(t *testing.T) {
 	_, addr := startHTTP(t, echoRoutes(nil, nil))
 	long := strings.Repeat("x", maxHead)
-	body := strings.Repeat("b", maxDiscard)
+	body := strings.Repeat("b", MaxRequestBody)
 	for _, c := range []struct {
 		name, raw string
 		code      int
@@ -102,7 +102,7 @@ func TestRequestsGetClearAnswers(t *testing.T) {
 		{"no body", "POST /v1/thing HTTP/1.1\r\nHost: a\r\n\r\n", 204, ""},
 		{"body read and ignored", "POST /v1/thing HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 204, ""},
 		{"body at the limit", "POST /v1/thing HTTP/1.1\r\nContent-Length: 65536\r\n\r\n" + body, 204, ""},
-		{"body over the limit", "POST /v1/thing HTTP/1.1\r\nContent-Length: 65537\r\n\r\n" + body + "b", 413, "takes none"},
+		{"body over the limit", "POST /v1/thing HTTP/1.1\r\nContent-Length: 65537\r\n\r\n" + body + "b", 413, "larger than 64 KiB, the limit: no endpoint of the API takes a body"},
 		{"wildcard unescaped", "POST /v1/sites/a%2Fb/release HTTP/1.1\r\n\r\n", 200, `"a/b"`},
 		{"unknown path", "GET /v2/thing HTTP/1.1\r\n\r\n", 404, "no such endpoint /v2/thing"},
 		{"empty wildcard", "POST /v1/sites//release HTTP/1.1\r\n\r\n", 404, "no such endpoint"},
@@ -117,7 +117,7 @@ func TestRequestsGetClearAnswers(t *testing.T) {
 		{"header without colon", "GET /v1/thing HTTP/1.1\r\nHost a\r\n\r\n", 400, "malformed header line"},
 		{"folded header", "GET /v1/thing HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400, "malformed header line"},
 		{"chunked body", "POST /v1/thing HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501, "takes no request body"},
-		{"large body", "POST /v1/thing HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", 413, "takes none"},
+		{"large body", "POST /v1/thing HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n", 413, "larger than 64 KiB, the limit: no endpoint of the API takes a body"},
 		{"two lengths", "POST /v1/thing HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "Content-Length"},
 		{"negative length", "POST /v1/thing HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"},
 		{"huge head", "GET /v1/thing HTTP/1.1\r\nX: " + long + "\r\n\r\n", 431, "over 8192 bytes"},

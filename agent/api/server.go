@@ -25,6 +25,13 @@ type Backend interface {
 	Release(ctx context.Context, site string) error
 }
 
+// MaxRequestBody bounds a request's body. No endpoint takes one: a body up
+// to this size is read and ignored (closing on unread bytes would make the
+// kernel reset the connection before the client reads the answer), a
+// larger one is answered 413 naming the limit. A server on net/http keeps
+// it with http.MaxBytesReader.
+const MaxRequestBody = 64 << 10
+
 // ServerConfig configures the socket.
 type ServerConfig struct {
 	// Socket is the unix socket path; its directory is created (0755).

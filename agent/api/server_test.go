@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -184,5 +185,41 @@ func TestClientAgentDown(t *testing.T) {
 	_, err := c.Status(context.Background())
 	if !errors.Is(err, ErrAgentDown) || !strings.Contains(err.Error(), "none.sock") {
 		t.Fatalf("Status with no agent = %v, want ErrAgentDown naming the socket", err)
+	}
+}
+
+// A request body over MaxRequestBody is answered 413 naming the limit,
+// whatever serves the socket (this test talks to the Server, not to its
+// HTTP parser, so it holds when the parser changes).
+func TestServerRefusesOversizedRequestBody(t *testing.T) {
+	b := &tableBackend{status: sampleStatus()}
+	_, sock := startServer(t, b)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := hc.Post("http://tfsite/v1/sites/gone-site/release", "application/json", strings.NewReader(strings.Repeat("x", MaxRequestBody+1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg := DecodeError(resp.StatusCode, resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(msg.Error(), "larger than 64 KiB, the limit") {
+		t.Fatalf("oversized body: %d %v; want 413 naming the 64 KiB limit", resp.StatusCode, msg)
+	}
+	if len(b.released) != 0 {
+		t.Fatalf("released %v on a refused request", b.released)
+	}
+}
+
+// An answer over MaxAnswer fails naming the request and the limit, not as
+// the truncated JSON a silent io.LimitReader handed the decoder.
+func TestClientRefusesOversizedAnswer(t *testing.T) {
+	st := sampleStatus()
+	st.LastError = strings.Repeat("e", MaxAnswer)
+	_, sock := startServer(t, &tableBackend{status: st})
+	_, err := NewClient(sock).Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "agent answer to GET /v1/status is larger than 16 MiB, the limit") {
+		t.Fatalf("Status with a 16 MiB answer = %v, want an error naming the limit", err)
 	}
 }

@@ -7,10 +7,11 @@ import (
 	"maps"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // CmdlineParams are the tfsite.* parameters of a kernel command line, in order.
@@ -37,6 +38,7 @@ var cmdlineKeys = map[string]string{
 	"statedir":  "state directory",
 	"metrics":   "metrics host:port, or off",
 	"bringup":   "on or off: preflight, kubeadm init, TF and BGP peering",
+	"insecure":  "on or off: lab mode (an exposed gossip key is a warning, not an error)",
 }
 
 // ParseCmdline extracts the tfsite.* parameters of a kernel command line.
@@ -154,14 +156,9 @@ func applyKey(c *Config, key, v string) error {
 	case "statedir":
 		c.StateDir = v
 	case "bringup":
-		switch v {
-		case "on":
-			c.BringUp.Enabled = true
-		case "off":
-			c.BringUp.Enabled = false
-		default:
-			return errors.New("want on or off")
-		}
+		return onOff(v, &c.BringUp.Enabled)
+	case "insecure":
+		return onOff(v, &c.Insecure)
 	case "metrics":
 		if v == "off" {
 			v = ""
@@ -169,6 +166,16 @@ func applyKey(c *Config, key, v string) error {
 		c.MetricsAddress = v
 	}
 	return nil
+}
+
+// onOff sets *dst from "on" or "off".
+func onOff(v string, dst *bool) error {
+	switch v {
+	case "on", "off":
+		*dst = v == "on"
+		return nil
+	}
+	return errors.New("want on or off")
 }
 
 func splitList(v string) []string {
@@ -203,7 +210,10 @@ func readConfigRef(ref string) ([]byte, error) {
 	if !strings.HasPrefix(ref, "/") {
 		return nil, fmt.Errorf("%q is neither an absolute path nor a data: URL", ref)
 	}
-	b, err := os.ReadFile(ref)
+	b, err := readlimit.File(ref, "config file", MaxConfigFile)
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}

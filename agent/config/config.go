@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // Subdirectories of StateDir.
@@ -72,6 +72,10 @@ type Config struct {
 	// allocation: preflight, kubeadm init, TF, the guarded vrouter start and
 	// TF BGP peering (docs/bringup.md).
 	BringUp BringUp `json:"bringUp"`
+	// Insecure is lab mode: what is refused as insecure elsewhere (a gossip
+	// key file others can read, the docs' example key) is only logged as a
+	// warning at start. Never on a production site.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // BringUp configures the agent-driven bring-up of the site's Kubernetes and
@@ -302,6 +306,10 @@ func (c Config) Validate() error {
 			field = "gossip.keyFile"
 		}
 		add(field, "%v", err)
+	} else if !c.Insecure {
+		for _, problem := range c.KeyExposure() {
+			errs = append(errs, fmt.Errorf("%s (or, in a lab only, set insecure: true to be warned instead)", problem))
+		}
 	}
 	if len(c.Voters) == 0 {
 		add("voters", "empty; list the site names that commit allocations (the same list on every site), e.g. voters: [site-a]")
@@ -369,7 +377,10 @@ func SeedAddress(s string) (string, error) {
 func (c Config) GossipKeys() ([][]byte, error) {
 	text := c.Gossip.Key
 	if c.Gossip.KeyFile != "" {
-		b, err := os.ReadFile(c.Gossip.KeyFile)
+		b, err := readlimit.File(c.Gossip.KeyFile, "key file", MaxKeyFile)
+		if errors.Is(err, readlimit.ErrTooLarge) {
+			return nil, fmt.Errorf("%w; a key file holds base64 keys, one per line", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading key file: %w; create it with: head -c32 /dev/urandom | base64 > %s", err, c.Gossip.KeyFile)
 		}

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"reflect"
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // Sources says where Load reads configuration from, lowest precedence first:
@@ -48,8 +49,10 @@ var ErrInvalid = errors.New("invalid configuration")
 func Load(ctx context.Context, src Sources) (Loaded, error) {
 	l := Loaded{Config: Default()}
 	if src.File != "" {
-		b, err := os.ReadFile(src.File)
+		b, err := readInput(src.File, "config file", MaxConfigFile)
 		switch {
+		case errors.Is(err, ErrInvalid):
+			return l, err
 		case err == nil:
 			if err := parseInto(b, &l.Config); err != nil {
 				return l, fmt.Errorf("%w: config file %s: %w", ErrInvalid, src.File, err)
@@ -62,6 +65,12 @@ func Load(ctx context.Context, src Sources) (Loaded, error) {
 	}
 	if src.NoCloud != nil {
 		ud, where, err := src.NoCloud.UserData(ctx)
+		if err == nil && len(ud) > MaxUserData {
+			err = fmt.Errorf("%w: NoCloud user-data %s is larger than %s, the limit (docs/config.md, Limits)", ErrInvalid, where, readlimit.Size(MaxUserData))
+		}
+		if errors.Is(err, ErrInvalid) {
+			return l, err
+		}
 		if err != nil {
 			return l, fmt.Errorf("reading NoCloud seed: %w", err)
 		}
@@ -76,7 +85,10 @@ func Load(ctx context.Context, src Sources) (Loaded, error) {
 		}
 	}
 	if src.Cmdline != "" {
-		b, err := os.ReadFile(src.Cmdline)
+		b, err := readInput(src.Cmdline, "kernel command line", MaxCmdline)
+		if errors.Is(err, ErrInvalid) {
+			return l, err
+		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return l, fmt.Errorf("reading kernel command line: %w", err)
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"sigs.k8s.io/yaml"
@@ -26,14 +25,14 @@ type NoCloudDir string
 // UserData implements NoCloud.
 func (d NoCloudDir) UserData(context.Context) ([]byte, string, error) {
 	p := filepath.Join(string(d), "user-data")
-	b, err := os.ReadFile(p)
+	b, err := readInput(p, "NoCloud user-data", MaxUserData)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, "", nil
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("reading %s: %w", p, err)
+	if err != nil && !errors.Is(err, ErrInvalid) {
+		err = fmt.Errorf("reading %s: %w", p, err)
 	}
-	return b, p, nil
+	return b, p, err
 }
 
 // NoCloudLabel finds the seed volume by filesystem label (cidata or CIDATA,

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // UserData implements NoCloud: no labelled volume means no seed.
@@ -43,9 +45,17 @@ func (n NoCloudLabel) UserData(context.Context) ([]byte, string, error) {
 		return nil, "", fmt.Errorf("mounting seed %s read-only (iso9660 or vfat): %w", dev, mountErr)
 	}
 	defer unix.Unmount(mnt, 0)
-	b, err := os.ReadFile(filepath.Join(mnt, "user-data"))
+	f, err := os.Open(filepath.Join(mnt, "user-data"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, "", nil
+	}
+	var b []byte
+	if err == nil {
+		b, err = readlimit.All(f, "NoCloud user-data on "+dev, MaxUserData)
+		f.Close()
+	}
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return nil, dev, fmt.Errorf("%w: %w (docs/config.md, Limits)", ErrInvalid, err)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("reading user-data on %s: %w", dev, err)

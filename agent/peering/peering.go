@@ -80,6 +80,15 @@ func Validate(l Local, peers []Peer) error {
 		}
 		if p.ASN == 0 {
 			errs = append(errs, fmt.Errorf("peer %q: ASN missing", p.Name))
+		} else if p.ASN == l.ASN {
+			errs = append(errs, fmt.Errorf("peer %q: asn %d is this site's own ASN; every site has its own (tfsite status shows it), an eBGP peer with ours would be refused", p.Name, p.ASN))
+		}
+		switch {
+		case !p.Address.IsValid():
+		case p.Address == l.Address:
+			errs = append(errs, fmt.Errorf("peer %q: address %v is this site's own address: a session to itself never comes up", p.Name, p.Address))
+		case p.Address == l.RouterID:
+			errs = append(errs, fmt.Errorf("peer %q: address %v is this site's router id: a peer is another site's speaker", p.Name, p.Address))
 		}
 		for _, a := range p.Accept {
 			if !a.IsValid() || !a.Addr().Is4() || a != a.Masked() {

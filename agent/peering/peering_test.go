@@ -141,3 +141,23 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("format: %v", err)
 	}
 }
+
+// A peer with the site's own ASN or own address is refused, naming the
+// peer and why.
+func TestValidateRefusesPeeringWithItself(t *testing.T) {
+	l := testLocal()
+	l.RouterID = netip.MustParseAddr("10.0.1.1")
+	for _, tc := range []struct {
+		peer Peer
+		want string
+	}{
+		{Peer{Name: "beta", Address: netip.MustParseAddr("10.0.2.10"), ASN: 64601}, `peer "beta": asn 64601 is this site's own ASN`},
+		{Peer{Name: "beta", Address: netip.MustParseAddr("10.0.1.10"), ASN: 64602}, `peer "beta": address 10.0.1.10 is this site's own address`},
+		{Peer{Name: "beta", Address: netip.MustParseAddr("10.0.1.1"), ASN: 64602}, `peer "beta": address 10.0.1.1 is this site's router id`},
+	} {
+		_, err := Render("frr", l, []Peer{tc.peer})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("peer %+v: err = %v, want %q", tc.peer, err, tc.want)
+		}
+	}
+}

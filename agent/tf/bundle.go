@@ -16,7 +16,9 @@ const (
 )
 
 // WriteBundle renders the site's kubeadm configuration and TF manifest into dir
-// (created if missing), each written atomically. Nothing else on the host changes.
+// (created if missing) and writes them as a set (atomicfile.WriteSet): a
+// failure, a full disk included, leaves both old files as they were, never a
+// new kubeadm.yaml next to an old tf.yaml. Nothing else on the host changes.
 func WriteBundle(dir string, p kube.SiteParams) ([]string, error) {
 	kubeadm, err := kube.RenderInit(p)
 	if err != nil {
@@ -29,17 +31,14 @@ func WriteBundle(dir string, p kube.SiteParams) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
-	var written []string
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{KubeadmFile, kubeadm}, {ManifestFile, manifest}} { // fixed order: callers print the paths
-		path := filepath.Join(dir, f.name)
-		// kubeadm.yaml may hold the bootstrap token: owner-only.
-		if err := atomicfile.Write(path, f.data, 0o600); err != nil {
-			return written, err
-		}
-		written = append(written, path)
+	// Fixed order: callers print the paths. kubeadm.yaml may hold the
+	// bootstrap token: owner-only.
+	set := []atomicfile.File{
+		{Path: filepath.Join(dir, KubeadmFile), Data: kubeadm, Perm: 0o600},
+		{Path: filepath.Join(dir, ManifestFile), Data: manifest, Perm: 0o600},
 	}
-	return written, nil
+	if err := atomicfile.WriteSet(set...); err != nil {
+		return nil, fmt.Errorf("writing %s and %s: %w", KubeadmFile, ManifestFile, err)
+	}
+	return []string{set[0].Path, set[1].Path}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -173,13 +172,9 @@ Examples:
 			if planFile == "" {
 				return withCode(netExitBadInput, errors.New("--plan is required: a plan file (docs/network-plan.md)"))
 			}
-			data, err := os.ReadFile(planFile)
+			plan, err := netguard.ReadPlanFile(planFile)
 			if err != nil {
-				return withCode(netExitBadInput, fmt.Errorf("reading plan: %w", err))
-			}
-			plan, err := netguard.DecodePlan(data)
-			if err != nil {
-				return withCode(netExitBadInput, fmt.Errorf("%s: %w", planFile, err))
+				return withCode(netExitBadInput, err)
 			}
 			g, err := newGuard(cmd, f)
 			if err != nil {

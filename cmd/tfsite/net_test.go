@@ -31,6 +31,16 @@ func TestNetBadInputExitCodes(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("operations: [{op: flush-everything}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A link no host has: were the plan accepted, validation against the
+	// host would still refuse it before anything is applied.
+	huge := filepath.Join(dir, "huge.yaml") // a 2 MiB description: over the plan file limit
+	if err := os.WriteFile(huge, []byte("description: "+strings.Repeat("x", 2<<20)+"\noperations: [{op: link-up, link: nosuchlink0}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	long := filepath.Join(dir, "long.yaml")
+	if err := os.WriteFile(long, []byte("description: "+strings.Repeat("x", 300)+"\noperations: [{op: link-up, link: nosuchlink0}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -40,6 +50,8 @@ func TestNetBadInputExitCodes(t *testing.T) {
 		{[]string{"try", "--plan", filepath.Join(dir, "absent.yaml")}, netExitBadInput, "reading plan"},
 		{[]string{"try", "--plan", bad}, netExitBadInput, `unknown op "flush-everything"`},
 		{[]string{"try", "--plan", bad, "--timeout", "1ms"}, netExitBadInput, `unknown op`},
+		{[]string{"try", "--plan", huge}, netExitBadInput, "plan file " + huge + " is larger than 1 MiB, the limit"},
+		{[]string{"try", "--plan", long}, netExitBadInput, "description is 300 bytes: at most 256"},
 		{[]string{"rollback"}, netExitNothingPending, "nothing pending"},
 		{[]string{"confirm"}, netExitNothingPending, "nothing pending"},
 		{[]string{"oob-up", "--link", "eth1", "--address", "nope"}, netExitBadInput, "--address"},

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +15,7 @@ import (
 	"github.com/tfsite/tfsite/agent/peering"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 func init() {
@@ -28,6 +28,9 @@ const (
 	exitRenderWrite = 1
 	exitRenderUsage = 2
 )
+
+// maxInputFile bounds --config and --peers-file (docs/bringup.md).
+const maxInputFile = 1 << 20
 
 // siteFlags are the site parameters given on the command line; they override --config.
 type siteFlags struct {
@@ -70,9 +73,9 @@ func (f *siteFlags) params(cmd *cobra.Command) (kube.SiteParams, error) {
 		}
 	}
 	if f.config != "" {
-		data, err := os.ReadFile(f.config)
+		data, err := readInputFile(f.config, "--config file")
 		if err != nil {
-			return p, fmt.Errorf("reading --config: %w", err)
+			return p, err
 		}
 		if err := yamlStrict(data, &p); err != nil {
 			return p, fmt.Errorf("%s: %w", f.config, err)
@@ -158,8 +161,10 @@ address, gateway, interface, and optional controllerNodes, nodeName,
 apiServerPort, criSocket, kubernetesVersion, bootstrapToken, tfRegistry, tfTag;
 see docs/bringup.md), or a running agent (--socket: the site's allocation and
 the underlay interface, address and gateway discovery found), and/or the flags
-below, which override either. Files are written atomically (mode 0600);
-nothing else on the host changes.
+below, which override either. --config is at most 1 MiB. The two files are
+written as a set (mode 0600): both temporary files are written and fsynced
+before either is renamed, so a failure (a full disk) leaves both old files as
+they were. Nothing else on the host changes.
 
 Examples:
   tfsite render --config site.yaml --out /tmp/alpha
@@ -214,7 +219,9 @@ per other site, announcing this site's pod prefix and importing the others'.
 The local side comes from the site parameters (--config and/or --site, --asn,
 --pod, --address; the router id defaults to --address). Peers come from
 --peer (repeatable) and/or --peers-file (YAML: peers: [{name, address, asn,
-accept: [prefix, ...]}]). Output goes to stdout or --out (written atomically).
+accept: [prefix, ...]}]; at most 1 MiB, like --config). A peer with this
+site's own ASN, address or router id is refused. Output goes to stdout or
+--out (written atomically).
 
 With --socket, everything comes from the running agent: the local side from
 its status (site, allocated ASN, pod prefix, advertised gossip address as
@@ -257,9 +264,9 @@ Exit codes:
 			local.InstallRoutes = !noInstall
 			var err error
 			if peersFile != "" {
-				data, err := os.ReadFile(peersFile)
+				data, err := readInputFile(peersFile, "--peers-file")
 				if err != nil {
-					return withCode(exitRenderUsage, fmt.Errorf("reading --peers-file: %w", err))
+					return withCode(exitRenderUsage, err)
 				}
 				filePeers, err := peering.ParsePeersFile(data)
 				if err != nil {
@@ -387,4 +394,13 @@ func (f *siteFlags) localParams(cmd *cobra.Command) (kube.SiteParams, error) {
 		return p, errors.Join(errs...)
 	}
 	return p, nil
+}
+
+// readInputFile reads a file named by a flag, at most maxInputFile bytes.
+func readInputFile(path, what string) ([]byte, error) {
+	data, err := readlimit.File(path, what, maxInputFile)
+	if err != nil && !errors.Is(err, readlimit.ErrTooLarge) {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	return data, err
 }

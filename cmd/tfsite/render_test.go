@@ -80,3 +80,31 @@ func TestPeeringCommand(t *testing.T) {
 		t.Fatalf("missing local params: %v", err)
 	}
 }
+
+// peering refuses a peer with the site's own ASN or address, and input
+// files over their limit, naming them (exit 2).
+func TestPeeringRefusesItselfAndOversizedInput(t *testing.T) {
+	local := []string{"peering", "--site", "alpha", "--asn", "64601", "--pod", "10.40.0.0/16", "--address", "10.0.1.10"}
+	for peer, want := range map[string]string{
+		"name=beta,address=10.0.2.10,asn=64601": `peer "beta": asn 64601 is this site's own ASN`,
+		"name=beta,address=10.0.1.10,asn=64602": `peer "beta": address 10.0.1.10 is this site's own address`,
+	} {
+		_, err := runCmd(t, append(local, "--peer", peer)...)
+		if exitCode(err) != exitRenderUsage || !strings.Contains(err.Error(), want) {
+			t.Errorf("--peer %s: exit %d, %v; want %d and %q", peer, exitCode(err), err, exitRenderUsage, want)
+		}
+	}
+	dir := t.TempDir()
+	big := filepath.Join(dir, "peers.yaml")
+	if err := os.WriteFile(big, []byte("peers: []\n"+strings.Repeat("# padding\n", maxInputFile/10+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runCmd(t, append(local, "--peers-file", big)...)
+	if want := "--peers-file " + big + " is larger than 1 MiB, the limit"; exitCode(err) != exitRenderUsage || err == nil || err.Error() != want {
+		t.Errorf("big --peers-file: exit %d, %v; want %d and %q", exitCode(err), err, exitRenderUsage, want)
+	}
+	_, err = runCmd(t, "render", "--config", big, "--out", filepath.Join(dir, "out"))
+	if want := "--config file " + big + " is larger than 1 MiB, the limit"; exitCode(err) != exitRenderUsage || err == nil || err.Error() != want {
+		t.Errorf("big --config: exit %d, %v; want %d and %q", exitCode(err), err, exitRenderUsage, want)
+	}
+}

@@ -9,18 +9,31 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
+
+// MaxStateFile bounds a state file Read loads: a larger one is refused
+// like one that does not decode, and costs no more memory than this.
+const MaxStateFile = 16 << 20
 
 // Read reads the state file at path and decodes it. A missing file is not
 // an error: found is false. Errors name the file by what it is (e.g.
-// "allocation record"); one that does not decode is named with its path
-// and, when given, hint: the operator's way out (e.g. "delete it: the agent
-// writes it again").
+// "allocation record"); one that does not decode, or is larger than
+// MaxStateFile, is named with its path and, when given, hint: the
+// operator's way out (e.g. "delete it: the agent writes it again").
 func Read[T any](path, what, hint string, decode func([]byte) (T, error)) (v T, found bool, err error) {
 	var zero T
-	b, err := os.ReadFile(path)
+	b, err := readlimit.File(path, what, MaxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return zero, false, nil
+	}
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		if hint != "" {
+			return zero, false, fmt.Errorf("%w (%s)", err, hint)
+		}
+		return zero, false, err
 	}
 	if err != nil {
 		return zero, false, fmt.Errorf("reading %s: %w", what, err)
@@ -36,36 +49,102 @@ func Read[T any](path, what, hint string, decode func([]byte) (T, error)) (v T, 
 
 // Write replaces path with data atomically and durably.
 func Write(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating temp file for %s: %w", path, err)
+	return WriteSet(File{Path: path, Data: data, Perm: perm})
+}
+
+// File is one file of a set written by WriteSet.
+type File struct {
+	Path string
+	Data []byte
+	Perm os.FileMode
+}
+
+// WriteSet replaces several files that belong together (kubeadm.yaml and
+// tf.yaml): every temp file is written and fsynced first, so a failure
+// then (a full disk, a missing directory) removes the temp files and leaves
+// every old file untouched; only when all are on disk are they renamed, in
+// order, and their directories fsynced. A rename needs no space, so only a
+// crash between two renames (microseconds) can leave part of the set new.
+func WriteSet(files ...File) error {
+	seen := map[string]bool{}
+	for _, f := range files {
+		p := filepath.Clean(f.Path)
+		if seen[p] {
+			return fmt.Errorf("writing %s twice in one set", f.Path)
+		}
+		seen[p] = true
 	}
-	tmp := f.Name()
-	ok := false
+	temps := make([]string, 0, len(files))
+	done := 0 // temps[:done] are renamed
 	defer func() {
-		if !ok {
-			_ = f.Close()
+		for _, tmp := range temps[done:] {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
+	for _, f := range files {
+		tmp, err := writeTemp(f)
+		if err != nil {
+			return err
+		}
+		temps = append(temps, tmp)
 	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("setting mode of %s: %w", tmp, err)
+	for i, f := range files {
+		if err := os.Rename(temps[i], f.Path); err != nil {
+			err = fmt.Errorf("renaming %s to %s: %w", temps[i], f.Path, err)
+			if i > 0 {
+				err = fmt.Errorf("%w (already replaced: %s)", err, joinPaths(files[:i]))
+			}
+			return err
+		}
+		done++
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp, err)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if dir := filepath.Dir(f.Path); !dirs[dir] {
+			dirs[dir] = true
+			if err := SyncDir(dir); err != nil {
+				return err
+			}
+		}
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
+	return nil
+}
+
+// writeTemp writes f's data to a temp file next to f.Path, with f's mode,
+// fsynced and closed; on failure it leaves nothing behind.
+func writeTemp(f File) (_ string, err error) {
+	fh, err := os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("creating temp file for %s: %w", f.Path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp, path, err)
+	tmp := fh.Name()
+	defer func() {
+		if err != nil {
+			_ = fh.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := fh.Write(f.Data); err != nil {
+		return "", fmt.Errorf("writing %s: %w", tmp, err)
 	}
-	ok = true
-	return SyncDir(dir)
+	if err := fh.Chmod(f.Perm); err != nil {
+		return "", fmt.Errorf("setting mode of %s: %w", tmp, err)
+	}
+	if err := fh.Sync(); err != nil {
+		return "", fmt.Errorf("syncing %s: %w", tmp, err)
+	}
+	if err := fh.Close(); err != nil {
+		return "", fmt.Errorf("closing %s: %w", tmp, err)
+	}
+	return tmp, nil
+}
+
+func joinPaths(files []File) string {
+	s := make([]string, len(files))
+	for i, f := range files {
+		s[i] = f.Path
+	}
+	return strings.Join(s, ", ")
 }
 
 // Remove deletes path (absent is fine) and syncs its directory.

@@ -87,3 +87,75 @@ func TestRead(t *testing.T) {
 		t.Errorf("unreadable file: found %v, error %v; want \"reading answer file: ...\"", found, err)
 	}
 }
+
+func TestWriteSetReplacesAll(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	for _, gen := range []string{"old", "new"} {
+		if err := WriteSet(File{a, []byte(gen + " a"), 0o600}, File{b, []byte(gen + " b"), 0o640}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, want := range map[string]string{a: "new a", b: "new b"} {
+		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", p, got, err, want)
+		}
+	}
+	if fi, _ := os.Stat(b); fi.Mode().Perm() != 0o640 {
+		t.Errorf("b.yaml mode %v, want 0640", fi.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("directory holds %d entries, want the 2 files (temp files left?)", len(ents))
+	}
+}
+
+// A set whose second file cannot be written leaves the first file's old
+// content: the temp files come first, the renames after.
+func TestWriteSetFailureLeavesOldFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.yaml")
+	if err := Write(a, []byte("old a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteSet(File{a, []byte("new a"), 0o600}, File{filepath.Join(dir, "missing", "b.yaml"), []byte("new b"), 0o600})
+	if err == nil || !strings.Contains(err.Error(), "creating temp file for "+filepath.Join(dir, "missing", "b.yaml")) {
+		t.Fatalf("err = %v, want one naming b.yaml's temp file", err)
+	}
+	if got, _ := os.ReadFile(a); string(got) != "old a" {
+		t.Errorf("a.yaml = %q after the failed set, want the old content", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("directory holds %d entries, want only a.yaml (a temp file left?)", len(ents))
+	}
+}
+
+func TestWriteSetRefusesAPathTwice(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a")
+	if err := WriteSet(File{p, nil, 0o600}, File{p + "/.", nil, 0o600}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("err = %v, want a refusal naming the path written twice", err)
+	}
+}
+
+// A state file over MaxStateFile is refused naming the file and the limit,
+// without reading more than the limit.
+func TestReadRefusesAnOversizedFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal.json")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, MaxStateFile+1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	decode := func(b []byte) (int, error) { return len(b), nil }
+	_, found, err := Read(p, "journal", "move it aside", decode)
+	want := "journal " + p + " is larger than 16 MiB, the limit (move it aside)"
+	if found || err == nil || err.Error() != want {
+		t.Fatalf("found %v, err %v; want %q", found, err, want)
+	}
+	if err := os.Truncate(p, MaxStateFile); err != nil {
+		t.Fatal(err)
+	}
+	if n, found, err := Read(p, "journal", "", decode); n != MaxStateFile || !found || err != nil {
+		t.Fatalf("file at the limit: %d bytes, %v, %v; want all of it", n, found, err)
+	}
+}

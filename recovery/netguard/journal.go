@@ -174,9 +174,16 @@ func (s Store) Pending() (*Pending, error) {
 	return p, err
 }
 
-// WritePending records p durably.
+// WritePending records p durably, its description cut to MaxDescription.
 func (s Store) WritePending(p *Pending) error {
-	data, err := json.MarshalIndent(p, "", "  ")
+	q := *p
+	q.Description = clampText(q.Description, MaxDescription)
+	if q.Plan != nil {
+		plan := *q.Plan
+		plan.Description = clampText(plan.Description, MaxDescription)
+		q.Plan = &plan
+	}
+	data, err := json.MarshalIndent(&q, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding pending change: %w", err)
 	}
@@ -197,7 +204,9 @@ func (s Store) Events() ([]Event, error) {
 	return ev, err
 }
 
-// Record appends an event to the journal, keeping the newest maxEvents.
+// Record appends an event to the journal, keeping the newest maxEvents,
+// each with its reason cut to MaxReason and its description to
+// MaxDescription (events written before these limits included).
 func (s Store) Record(e Event) error {
 	ev, err := s.Events()
 	if err != nil {
@@ -209,6 +218,10 @@ func (s Store) Record(e Event) error {
 	ev = append(ev, e)
 	if len(ev) > maxEvents {
 		ev = ev[len(ev)-maxEvents:]
+	}
+	for i := range ev {
+		ev[i].Reason = clampText(ev[i].Reason, MaxReason)
+		ev[i].Description = clampText(ev[i].Description, MaxDescription)
 	}
 	data, err := json.MarshalIndent(journalDoc{Version: formatV1, Events: ev}, "", "  ")
 	if err != nil {

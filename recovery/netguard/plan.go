@@ -11,6 +11,8 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // Plan is a guarded network change as written in a plan file
@@ -91,12 +93,19 @@ var ErrInvalidPlan = errors.New("invalid network plan")
 // operations and fields an operation does not take are errors. It checks
 // everything that does not depend on the host; Validate checks the rest.
 func DecodePlan(data []byte) (*Plan, error) {
+	if len(data) > MaxPlanFile {
+		return nil, fmt.Errorf("%w: plan is %d bytes, larger than %s, the limit", ErrInvalidPlan, len(data), readlimit.Size(MaxPlanFile))
+	}
 	var p Plan
 	if err := yaml.UnmarshalStrict(data, &p); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidPlan, oneLine(err.Error()))
 	}
-	if err := p.check(); err != nil {
-		return nil, err
+	// The description is checked here, not in check: a pending record
+	// written before the limit must still decode, so it can be reverted.
+	errs := checkDescription(p.Description)
+	errs = append(errs, p.problems()...)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPlan, joinOneLine(errs))
 	}
 	return &p, nil
 }
@@ -105,6 +114,14 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // check validates the plan's syntax, reporting every problem at once.
 func (p *Plan) check() error {
+	if errs := p.problems(); len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidPlan, joinOneLine(errs))
+	}
+	return nil
+}
+
+// problems lists every syntax problem of the plan.
+func (p *Plan) problems() []error {
 	var errs []error
 	bad := func(i int, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("operation %d: "+format, append([]any{i + 1}, a...)...))
@@ -130,11 +147,7 @@ func (p *Plan) check() error {
 			bad(i, "%s: %v", op.Op, err)
 		}
 	}
-	errs = append(errs, p.Probes.check()...)
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrInvalidPlan, joinOneLine(errs))
-	}
-	return nil
+	return append(errs, p.Probes.check()...)
 }
 
 func (pr Probes) check() []error {
