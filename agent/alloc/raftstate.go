@@ -84,8 +84,8 @@ func (a *allocator) planRaftStart(snaps raft.SnapshotStore) (raftStart, error) {
 			"store", db, "evidence", strings.Join(evidence, "; "), "voters", others)
 		return startRejoin, nil
 	}
-	return 0, fmt.Errorf("%w: %s is missing or empty but this voter held the allocation table (%s), and it is the fleet's only voter: starting would begin a new, empty table that hands out held values again; with the agent stopped, restore the table from a backup (tfsite restore BACKUP), or start an empty table on purpose (tfsite restore --empty): docs/recovery.md",
-		ErrStoreLost, db, strings.Join(evidence, "; "))
+	return 0, fmt.Errorf("%w: %s is missing or empty but this voter held the allocation table (%s), and it is the fleet's only voter: starting would begin a new, empty table that hands out held values again; with the agent stopped, restore the table from a backup (tfsite restore BACKUP), or start an empty table on purpose (tfsite restore --empty --voters %s): docs/recovery.md",
+		ErrStoreLost, db, strings.Join(evidence, "; "), strings.Join(a.cfg.Voters, ","))
 }
 
 // keyCurrentTerm is the stable-store key raft keeps its current term under.

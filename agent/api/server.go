@@ -136,6 +136,7 @@ func routes(b Backend, log *slog.Logger) []route {
 			log.Info("released site allocation", "site", name)
 			return reply{code: 204}
 		}},
+		backupRoute(b, log),
 	}
 }
 
