@@ -147,6 +147,27 @@ func TestDamagedStoreNamesTheWayOut(t *testing.T) {
 	}
 }
 
+// TestDamagedSnapshotIsAnError: raft snapshots that do not load stop the
+// voter like a damaged raft.db.
+func TestDamagedSnapshotIsAnError(t *testing.T) {
+	v := startSite(t, "v", "", []string{"v"}, nil)
+	waitAllocated(t, 30*time.Second, v)
+	backupOf(t, v) // leaves a raft snapshot
+	v.stop()
+	states, _ := filepath.Glob(filepath.Join(v.dir, "raft", "snapshots", "*", "state.bin"))
+	if len(states) == 0 {
+		t.Fatal("no raft snapshot")
+	}
+	for _, p := range states {
+		os.WriteFile(p, []byte(`{"version":1,"records":[{"alloc":{"site":"x"}}]}`), 0o600)
+	}
+	err := openAllocator(t, "v", v.dir, []string{"v"})
+	t.Log(err)
+	if !errors.Is(err, alloc.ErrCorruptStore) || !strings.Contains(err.Error(), filepath.Join(v.dir, "raft")) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("damaged snapshot: %v, want one line wrapping ErrCorruptStore naming the raft dir", err)
+	}
+}
+
 // TestVoterThatLostItsStoreCatchesUpWithoutBootstrapping: a voter of three
 // whose raft dir is gone does not bootstrap a configuration of its own (so,
 // alone, it never even stands for election: it used to), says so in its
