@@ -40,11 +40,13 @@ import (
 //     only reads the freelist and the pages the walk above has already read
 //     without a fault.
 //
-// What this cannot catch: a freelist page whose count is garbled into a huge
-// number makes bbolt allocate it at once, and an allocation of terabytes is a
-// fatal out-of-memory error in Go rather than a panic (one garbled count out
-// of 65536 takes that form). A missing or empty file is no error: it is a new
-// (or lost) store, which openRaft handles.
+// What this cannot catch: a freelist page whose count field is garbled into
+// its overflow mark (0xFFFF) followed by a count in the billions makes bbolt
+// allocate that much at once, and an allocation of terabytes is a fatal
+// out-of-memory error in Go rather than a panic (counts past 2^63, or past
+// what Go can allocate at all, are panics and are caught). A missing or
+// empty file is no error: it is a new (or lost) store, which openRaft
+// handles.
 func checkRaftStore(path string) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
