@@ -407,7 +407,7 @@ func (a *Agent) startCore(cfg config.Config) error {
 	}
 	ac := alloc.Default()
 	ac.Site, ac.Voters, ac.Keys, ac.Pools = cfg.Site, cfg.Voters, keyring, cfg.Pools
-	ac.StateDir = filepath.Join(cfg.StateDir, "alloc")
+	ac.StateDir = filepath.Join(cfg.StateDir, AllocStateDir)
 	ac.RetryInterval = time.Duration(cfg.Allocator.RetryInterval)
 	m := time.Duration(max(cfg.Allocator.RaftMultiplier, 1))
 	ac.HeartbeatTimeout, ac.ElectionTimeout, ac.LeaderLeaseTimeout = m*ac.HeartbeatTimeout, m*ac.ElectionTimeout, m*ac.LeaderLeaseTimeout

@@ -222,7 +222,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // loaded.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(rc, MaxBackupSize))
 	if err != nil {
 		return fmt.Errorf("reading allocation snapshot: %w", err)
 	}

@@ -46,6 +46,8 @@ type allocator struct {
 	trans *raft.NetworkTransport
 	store *raftStore
 	reqs  chan *pending
+	// rejoining: started after losing the raft store, not caught up yet
+	rejoining atomic.Bool
 
 	mu         sync.Mutex
 	rec        *Allocation // recorded (durable) allocation
@@ -149,9 +151,9 @@ func (a *allocator) openRaft() error {
 		return fmt.Errorf("creating raft dir: %w", err)
 	}
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &hclogWriter{log: a.log.With("component", "raft")}, DisableTime: true})
-	a.store, err = openRaftStore(filepath.Join(dir, "raft.db"))
+	a.store, err = openRaftStore(filepath.Join(dir, raftStoreFile))
 	if err != nil {
-		return fmt.Errorf("opening raft store %s: %w (is another agent using this state dir?)", filepath.Join(dir, "raft.db"), err)
+		return a.storeError(err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
 	if err != nil {
@@ -177,28 +179,33 @@ func (a *allocator) openRaft() error {
 	rc.Logger = hl
 	rc.SnapshotThreshold = 1024
 	a.fsm = newFSM()
-	existing, err := raft.HasExistingState(a.store, a.store, snaps)
+	start, err := a.planRaftStart(snaps)
 	if err != nil {
-		return fmt.Errorf("reading raft state: %w", err)
+		return err
 	}
 	a.raft, err = raft.NewRaft(rc, a.fsm, a.store, a.store, snaps, a.trans)
 	if err != nil {
-		return fmt.Errorf("starting raft: %w", err)
+		// Only the state on disk can fail it: the stores, or snapshots
+		// that do not load.
+		return a.storeError(corruptStore(dir, fmt.Errorf("raft cannot start from it: %w", err)))
 	}
-	if !existing {
+	switch start {
+	case startBootstrap:
 		// Every voter bootstraps the same fixed configuration; addresses are
 		// resolved through gossip at dial time (addrProvider), so no voter
 		// has to wait for the others to bootstrap.
-		var servers []raft.Server
-		voters := slices.Clone(a.cfg.Voters)
-		sort.Strings(voters)
-		for _, v := range voters {
-			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(v), Address: raft.ServerAddress(v)})
-		}
-		if err := a.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		if err := a.raft.BootstrapCluster(configuration(a.cfg.Voters)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("bootstrapping raft: %w", err)
 		}
-	} else if err := a.checkRaftVoters(); err != nil {
+	case startRejoin:
+		// No configuration until the leader sends one (see raftstate.go).
+		a.rejoining.Store(true)
+	default:
+		if err := a.checkRaftVoters(); err != nil {
+			return err
+		}
+	}
+	if err := writeMarker(a.cfg.StateDir); err != nil {
 		return err
 	}
 	a.reqs = make(chan *pending, 1024)
@@ -872,6 +879,7 @@ func (a *allocator) status() Status {
 	if s.Phase == PhaseConflict {
 		s.Problems = append(s.Problems, s.Error)
 	}
+	s.Problems = append(s.Problems, a.raftProblems()...)
 	return s
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // raftStore keeps the raft log and stable state in one bbolt file (fsync on
@@ -21,10 +22,18 @@ var (
 	errKeyNotFound = errors.New("not found")
 )
 
+// openRaftStore opens (or creates) the store at path. A damaged file is an
+// error wrapping ErrCorruptStore (checkRaftStore), never a crash.
 func openRaftStore(path string) (*raftStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
+	if err := checkRaftStore(path); err != nil {
 		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s: %w", path, errStoreBusy)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketLogs, bucketStable} {

@@ -77,6 +77,11 @@ func (c *Client) Release(ctx context.Context, site string) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string) (io.ReadCloser, error) {
+	return c.doLimit(ctx, method, path, MaxAnswer)
+}
+
+// doLimit is do with a body of up to limit bytes.
+func (c *Client) doLimit(ctx context.Context, method, path string, limit int64) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://tfsite"+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
@@ -93,7 +98,7 @@ func (c *Client) do(ctx context.Context, method, path string) (io.ReadCloser, er
 		return struct {
 			io.Reader
 			io.Closer
-		}{readlimit.Reader(resp.Body, "agent answer to "+method+" "+path, MaxAnswer), resp.Body}, nil
+		}{readlimit.Reader(resp.Body, "agent answer to "+method+" "+path, limit), resp.Body}, nil
 	}
 	defer resp.Body.Close()
 	return nil, DecodeError(resp.StatusCode, io.LimitReader(resp.Body, 64<<10))

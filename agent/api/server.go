@@ -143,6 +143,7 @@ func routes(b Backend, log *slog.Logger) []route {
 			log.Info("released site allocation", "site", name)
 			return reply{code: 204}
 		}},
+		backupRoute(b, log),
 	}
 }
 

@@ -5,6 +5,7 @@
 //	GET  /v1/peers                []Peer
 //	GET  /v1/bgp-peers            []BGPPeer
 //	POST /v1/sites/{name}/release 204, or an Error
+//	GET  /v1/backup               a backup file of the allocation table (voters)
 package api
 
 import (

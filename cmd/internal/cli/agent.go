@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tfsite/tfsite/agent"
+	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/config"
 )
 
@@ -62,6 +63,17 @@ func ConfigCode(err error) error {
 	return err
 }
 
+// StateCode gives a damaged or lost raft store its exit code.
+func StateCode(err error) error {
+	switch {
+	case errors.Is(err, alloc.ErrCorruptStore):
+		return WithCode(ExitDamagedState, err)
+	case errors.Is(err, alloc.ErrStoreLost):
+		return WithCode(ExitStoreLost, err)
+	}
+	return err
+}
+
 // AgentShort is the agent command's one-line summary.
 const AgentShort = "Run the node agent: discover the underlay, join peers, hold a unique ASN and prefixes"
 
@@ -102,7 +114,12 @@ Examples:
 Exit codes:
   0  stopped by SIGINT/SIGTERM
   1  runtime failure (e.g. the gossip port is in use)
-  2  invalid configuration (every problem is listed, one per line)`
+  2  invalid configuration (every problem is listed, one per line)
+  7  this voter's raft store is damaged: the line names it and the way out
+     (move the raft dir aside; a lone voter then restores its table)
+  8  this lone voter's raft store is gone but its state dir shows it held
+     the allocation table: restore it (tfsite restore) before it starts
+  See docs/recovery.md, "The allocation table".`
 
 // AgentFlags are the agent command's flags.
 type AgentFlags struct {
@@ -201,5 +218,5 @@ func (f *AgentFlags) Run(ctx context.Context) error {
 		return ConfigCode(err)
 	}
 	defer a.Close()
-	return a.Run(ctx)
+	return StateCode(a.Run(ctx))
 }

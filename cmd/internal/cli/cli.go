@@ -20,6 +20,12 @@ const (
 	ExitNotFound     = 4
 	ExitRefused      = 5
 	ExitNotAllocated = 6
+	// ExitDamagedState: the agent's raft store (or, for restore, the
+	// backup file) is damaged.
+	ExitDamagedState = 7
+	// ExitStoreLost: a lone voter's raft store is gone; starting would
+	// begin a new, empty allocation table.
+	ExitStoreLost = 8
 )
 
 // ExitError carries a documented exit code out of a command.
