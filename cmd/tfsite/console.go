@@ -15,6 +15,7 @@ import (
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/cmd/internal/cli"
+	"github.com/tfsite/tfsite/internal/readlimit"
 	"github.com/tfsite/tfsite/recovery/console"
 	"github.com/tfsite/tfsite/recovery/netguard"
 	"github.com/tfsite/tfsite/recovery/oob"
@@ -182,7 +183,10 @@ func readNewPassword(cmd *cobra.Command) (string, error) {
 		}
 		return pw, nil
 	}
-	line, err := bufio.NewReader(io.LimitReader(in, console.MaxPasswordLen+3)).ReadString('\n')
+	line, err := bufio.NewReader(readlimit.Reader(in, "the password on standard input", console.MaxPasswordLen+2)).ReadString('\n')
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return "", fmt.Errorf("%w; a recovery password has at most %d characters", err, console.MaxPasswordLen)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("reading the password: %w", err)
 	}

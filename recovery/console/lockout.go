@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/readlimit"
 	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
@@ -134,7 +134,7 @@ func (l limiter) load() (failures, error) {
 		return failures{}, fmt.Errorf("reading lockout file: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxLockoutFile+1))
+	b, err := readlimit.All(f, "lockout file "+l.path, maxLockoutFile)
 	if err == nil {
 		var st failures
 		if st, err = decodeFailures(b); err == nil {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/passhash"
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // ErrNoPassword means no recovery password is set: neither the
@@ -68,18 +68,18 @@ func (c *Console) credential(ctx context.Context) (*credential, error) {
 	return &credential{hash: h, where: c.cfg.PasswordFile, file: true}, nil
 }
 
-// readPasswordHash reads the password file (at most passhash.MaxLen+1
-// bytes are looked at; Parse refuses more).
+// MaxPasswordFile bounds the password file: one hash and its line break.
+const MaxPasswordFile = passhash.MaxLen + 2
+
+// readPasswordHash reads the password file.
 func readPasswordHash(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := readlimit.File(path, "recovery password file", MaxPasswordFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", ErrNoPassword
 	}
-	if err != nil {
-		return "", fmt.Errorf("reading recovery password: %w", err)
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return "", err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, passhash.MaxLen+2))
 	if err != nil {
 		return "", fmt.Errorf("reading recovery password: %w", err)
 	}
