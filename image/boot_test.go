@@ -342,7 +342,7 @@ func TestBootImage(t *testing.T) {
 // test waits for: it asks again (Enter returns to the menu) every 2 s until the test's time is up.
 func (v *vm) consoleStatusUntil(re *regexp.Regexp, ok func(m []string) bool) error {
 	menu := regexp.MustCompile(`Enter a number: `)
-	// Enter skips the first-start password prompt (or redraws the menu).
+	// Enter redraws the menu (the console starts on it; no recovery password is configured here).
 	if _, _, err := v.pressEnterUntil(menu); err != nil {
 		return fmt.Errorf("no recovery console menu: %w", err)
 	}

@@ -76,6 +76,8 @@ type Config struct {
 	// key file others can read, the docs' example key) is only logged as a
 	// warning at start. Never on a production site.
 	Insecure bool `json:"insecure,omitempty"`
+	// Console configures the recovery console (its password).
+	Console Console `json:"console"`
 }
 
 // BringUp configures the agent-driven bring-up of the site's Kubernetes and
@@ -355,6 +357,7 @@ func (c Config) Validate() error {
 		add("underlay.timeout", "%s must be positive, e.g. \"30s\"", time.Duration(c.Underlay.Timeout))
 	}
 	errs = append(errs, c.BringUp.validate()...)
+	errs = append(errs, c.Console.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -247,7 +247,7 @@ func TestDocsExampleIsValid(t *testing.T) {
 	}
 	// Every field of the table is documented: spot-check that each top-level
 	// field of the example appears in the table.
-	for _, f := range []string{"`site`", "`voters`", "`gossip.seeds`", "`allocator.bindPort`", "`allocator.raftMultiplier`", "`pools.pins`", "`stateDir`", "`apiSocket`", "`metricsAddress`", "`managementInterface`", "`underlay.timeout`", "`bringUp.enabled`", "`bringUp.guardWindow`", "`bringUp.probeTargets`"} {
+	for _, f := range []string{"`site`", "`voters`", "`gossip.seeds`", "`allocator.bindPort`", "`allocator.raftMultiplier`", "`pools.pins`", "`stateDir`", "`apiSocket`", "`metricsAddress`", "`managementInterface`", "`underlay.timeout`", "`bringUp.enabled`", "`bringUp.guardWindow`", "`bringUp.probeTargets`", "`console.passwordHash`"} {
 		if !strings.Contains(string(doc), "| "+f+" |") {
 			t.Errorf("docs/config.md field table lacks %s", f)
 		}

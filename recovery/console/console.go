@@ -16,48 +16,59 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/internal/passhash"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
 // Config configures the console.
 type Config struct {
-	PasswordFile   string   // hashed recovery password
+	PasswordFile   string   // hashed recovery password set on the console (when the configuration sets none)
+	LockoutFile    string   // wrong passwords in a row, shared by every console
 	AuthorizedKeys string   // where "add an SSH key" appends
 	BundleDir      string   // where support bundles go
 	NetStateDir    string   // netguard's state dir, copied into bundles
 	Shell          string   // started by the shell entry
 	RebootCommand  []string // run by the reboot entry
-	KDFIterations  int      // PBKDF2 iterations for new passwords
-	Clear          bool     // clear the screen with ANSI codes (not on TERM=dumb)
+	// ConfiguredHash reads console.passwordHash from the configuration's
+	// sources, at every check (nil: the password file only).
+	ConfiguredHash HashSource
+	Hash           passhash.Params // argon2id cost of new hashes
+	Lockout        Lockout         // delays and lockout after wrong passwords
+	TTY            string          // the terminal's name, for the journal
+	Clear          bool            // clear the screen with ANSI codes (not on TERM=dumb)
 }
 
 // Default returns the appliance's paths.
 func Default() Config {
 	return Config{
 		PasswordFile:   "/var/lib/tfsite/console/password",
+		LockoutFile:    "/var/lib/tfsite/console/lockout.json",
 		AuthorizedKeys: "/root/.ssh/authorized_keys",
 		BundleDir:      "/var/lib/tfsite/support",
 		NetStateDir:    netguard.DefaultStateDir,
 		Shell:          "/bin/bash",
 		RebootCommand:  []string{"systemctl", "reboot"},
-		KDFIterations:  200_000,
+		Hash:           passhash.Recommended,
+		Lockout:        DefaultLockout(),
 	}
 }
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	var errs []error
-	for name, p := range map[string]string{"password file": c.PasswordFile, "authorized keys": c.AuthorizedKeys, "bundle dir": c.BundleDir, "shell": c.Shell} {
-		if !strings.HasPrefix(p, "/") {
-			errs = append(errs, fmt.Errorf("%s %q: want an absolute path", name, p))
+	for _, p := range []struct{ name, path string }{{"password file", c.PasswordFile}, {"lockout file", c.LockoutFile},
+		{"authorized keys", c.AuthorizedKeys}, {"bundle dir", c.BundleDir}, {"shell", c.Shell}} {
+		if !strings.HasPrefix(p.path, "/") {
+			errs = append(errs, fmt.Errorf("%s %q: want an absolute path", p.name, p.path))
 		}
 	}
 	if len(c.RebootCommand) == 0 {
 		errs = append(errs, errors.New("reboot command is empty"))
 	}
-	if c.KDFIterations < 1000 {
-		errs = append(errs, fmt.Errorf("KDF iterations %d: want at least 1000", c.KDFIterations))
+	if err := c.Hash.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("hash parameters: %w", err))
 	}
+	errs = append(errs, c.Lockout.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -83,8 +94,13 @@ type Console struct {
 	in    *lineReader
 	tty   *os.File
 	out   io.Writer
-	// justSet is true right after authenticate set the first password.
-	justSet bool
+	limit limiter
+	clock clock
+	// cred is the password the running entry was authorized with (nil for
+	// an entry that asked none).
+	cred *credential
+	// noPassword: the last look found no usable recovery password.
+	noPassword bool
 }
 
 // New returns a console; agent and net may be nil when unavailable (the
@@ -93,52 +109,27 @@ func New(cfg Config, agent StatusSource, net Network, log *slog.Logger) (*Consol
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("console config: %w", err)
 	}
-	return &Console{cfg: cfg, agent: agent, net: net, log: log}, nil
+	return &Console{cfg: cfg, agent: agent, net: net, log: log, clock: realClock{},
+		limit: limiter{path: cfg.LockoutFile, policy: cfg.Lockout}}, nil
 }
 
 // Close releases nothing today (the caller owns the terminal); it exists for
 // the component contract and is safe to call twice.
 func (c *Console) Close() {}
 
-type entry struct {
-	key, label  string
-	destructive bool
-	run         func(ctx context.Context) error
-}
-
-func (c *Console) entries() []entry {
-	return []entry{
-		{"1", "Status", false, c.status},
-		{"2", "Network details", false, c.network},
-		{"3", "Roll back network change", true, c.rollback},
-		{"4", "Reset underlay to DHCP", true, c.resetUnderlay},
-		{"5", "Static address/gateway", true, c.static},
-		{"6", "Ping / traceroute", false, c.ping},
-		{"7", "Add an SSH authorized key", true, c.addKey},
-		{"8", "Set the console password", true, c.setPassword},
-		{"9", "Write a support bundle", false, c.bundle},
-		{"10", "Shell", true, c.shell},
-		{"11", "Reboot", true, c.reboot},
-		{"0", "Exit", false, nil},
-	}
-}
-
 // Run serves the menu, reading in and writing out (both the terminal, as
 // systemd's StandardInput=tty/StandardOutput=tty give it), until "0", end
 // of input or ctx is done.
 func (c *Console) Run(ctx context.Context, in, out *os.File) error {
 	c.tty, c.out, c.in = in, out, &lineReader{f: in}
-	if _, err := readPasswordHash(c.cfg.PasswordFile); errors.Is(err, ErrNoPassword) {
-		c.printf("No recovery password is set. Set one now (Enter to skip; the\r\nentries marked * will ask again).\r\n")
-		if err := c.newPassword(ctx, true); err != nil && !errors.Is(err, errSkipped) {
-			if isEnd(err) {
-				return nil
-			}
-			c.printf("%v\r\n", err)
+	if _, err := c.credential(ctx); err != nil {
+		c.noPassword = true
+		if !errors.Is(err, ErrNoPassword) {
+			c.log.Error("console: recovery password unusable; treated as not set", "tty", c.cfg.TTY, "err", err)
 		}
 	}
 	for {
-		c.menu()
+		c.drawMenu()
 		line, err := c.in.readLine(ctx)
 		if err != nil {
 			if isEnd(err) {
@@ -150,14 +141,8 @@ func (c *Console) Run(ctx context.Context, in, out *os.File) error {
 		if choice == "" {
 			continue
 		}
-		var e *entry
-		for _, x := range c.entries() {
-			if x.key == choice {
-				e = &x
-				break
-			}
-		}
-		if e == nil {
+		e, ok := entryFor(choice)
+		if !ok {
 			c.printf("No entry %q: type a number from the menu.\r\n", oneLine(choice))
 			if c.pause(ctx) != nil {
 				return nil
@@ -170,19 +155,14 @@ func (c *Console) Run(ctx context.Context, in, out *os.File) error {
 		}
 		c.clear()
 		c.printf("== %s ==\r\n", e.label)
-		err = nil
-		c.justSet = false
-		if e.destructive {
-			err = c.authenticate(ctx)
-		}
-		if err == nil {
-			err = e.run(ctx)
+		if err = c.authorize(ctx, e); err == nil {
+			err = e.run(c, ctx)
 		}
 		if err != nil {
 			if isEnd(err) {
 				return nil
 			}
-			c.printf("%s\r\n", oneLine(err.Error()))
+			c.printf("%s\r\n", wrap(oneLine(err.Error()), 79))
 		}
 		if c.pause(ctx) != nil {
 			return nil
@@ -195,6 +175,23 @@ func isEnd(err error) bool {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// wrap breaks s into lines of at most width columns at spaces (a longer
+// word keeps its own line), for a terminal that does not wrap.
+func wrap(s string, width int) string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines, line = append(lines, line), ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return strings.Join(append(lines, line), "\r\n")
+}
 
 func (c *Console) printf(format string, a ...any) { fmt.Fprintf(c.out, format, a...) }
 
@@ -210,34 +207,6 @@ func (c *Console) pause(ctx context.Context) error {
 	c.printf("Press Enter to return to the menu.")
 	_, err := c.in.readLine(ctx)
 	return err
-}
-
-func (c *Console) menu() {
-	c.clear()
-	head := "tfsite recovery console"
-	if c.agent != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if st, err := c.agent.Status(sctx); err == nil {
-			head += fmt.Sprintf(" - site %s (%s)", st.Site, st.Phase)
-		}
-		cancel()
-	}
-	host, _ := os.Hostname()
-	c.printf("%s\r\n%s\r\n\r\n", clip(head, 79), clip("host "+host, 79))
-	es := c.entries()
-	left, right := es[:6], es[6:]
-	for i := range left {
-		c.printf("%-40s%s\r\n", label(left[i]), label(right[i]))
-	}
-	c.printf("%40s%s\r\n\r\nEnter a number: ", "", "  * asks for the recovery password")
-}
-
-func label(e entry) string {
-	star := ""
-	if e.destructive {
-		star = " *"
-	}
-	return fmt.Sprintf("%3s) %s%s", e.key, e.label, star)
 }
 
 func clip(s string, n int) string {

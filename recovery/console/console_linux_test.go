@@ -14,65 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/internal/passhash"
 	"github.com/tfsite/tfsite/internal/testrig"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
-
-// term is the operator's side of a pseudo-terminal, expect-style.
-type term struct {
-	t    *testing.T
-	ptmx *os.File
-	mu   sync.Mutex
-	buf  strings.Builder
-	pos  int
-}
-
-func (tm *term) pump() {
-	b := make([]byte, 4096)
-	for {
-		n, err := tm.ptmx.Read(b)
-		tm.mu.Lock()
-		tm.buf.Write(b[:n])
-		tm.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (tm *term) expect(s string) {
-	tm.t.Helper()
-	end := time.Now().Add(20 * time.Second)
-	for time.Now().Before(end) {
-		tm.mu.Lock()
-		all := tm.buf.String()
-		tm.mu.Unlock()
-		if i := strings.Index(all[tm.pos:], s); i >= 0 {
-			tm.pos += i + len(s)
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	tm.t.Fatalf("terminal never showed %q; it shows after the last match:\n%s", s, tm.buf.String()[tm.pos:])
-}
-
-func (tm *term) send(line string) {
-	tm.t.Helper()
-	if _, err := tm.ptmx.Write([]byte(line + "\r")); err != nil {
-		tm.t.Fatal(err)
-	}
-}
-
-func (tm *term) transcript() string {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	return tm.buf.String()
-}
 
 type backend struct{}
 
@@ -99,126 +45,108 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	host.Run("ip", "route", "add", "default", "via", "10.0.0.1")
 	gw.Run("ip", "addr", "add", "10.0.0.1/24", "dev", "eth0")
 
-	r := startConsole(t, host)
+	r := startConsole(t, host, rigOptions{configured: "correct-horse"})
 	tm, cfg, done, rebooted := r.tm, r.cfg, r.done, r.rebooted
-	// First boot: no password yet; skipping keeps the read-only entries.
-	tm.expect("No recovery password is set")
-	tm.expect("New recovery password")
-	tm.send("")
-	tm.expect("Enter a number: ")
-	menuStart := strings.LastIndex(tm.transcript(), "tfsite recovery console")
-	if menu := tm.transcript()[menuStart:]; strings.Count(menu, "\n") > 23 {
-		t.Fatalf("menu is %d lines, more than a 24-line terminal:\n%s", strings.Count(menu, "\n"), menu)
+	// The password comes from the configuration: no prompt at start.
+	tm.Expect("Enter a number: ")
+	menuStart := strings.LastIndex(tm.Transcript(), "tfsite recovery console")
+	if menu := tm.Transcript()[menuStart:]; strings.Count(menu, "\n") > 23 || strings.Contains(menu, "New recovery password") {
+		t.Fatalf("first screen (%d lines):\n%s", strings.Count(menu, "\n"), menu)
 	}
 
-	tm.send("1")
-	tm.expect("site     lab-a")
-	tm.expect("ASN      64512")
-	tm.expect("lab-b")
-	tm.expect("bring-up vrouter-reverted: vrouter start reverted")
-	tm.expect("vrouter  REVERTED gateway 10.0.0.1 unreachable for 10s")
-	tm.expect("last network event")
-	tm.send("")
+	tm.Send("1")
+	tm.Expect("site     lab-a")
+	tm.Expect("ASN      64512")
+	tm.Expect("lab-b")
+	tm.Expect("bring-up vrouter-reverted: vrouter start reverted")
+	tm.Expect("vrouter  REVERTED gateway 10.0.0.1 unreachable for 10s")
+	tm.Expect("last network event")
+	tm.Send("")
 
-	tm.send("2")
-	tm.expect("eth0")
-	tm.expect("10.0.0.10/24")
-	tm.expect("default via 10.0.0.1")
-	tm.send("")
+	tm.Send("2")
+	tm.Expect("eth0")
+	tm.Expect("10.0.0.10/24")
+	tm.Expect("default via 10.0.0.1")
+	tm.Send("")
 
-	tm.send("6")
-	tm.expect("Host or address: ")
-	tm.send("10.0.0.1")
-	tm.expect("[p]: ")
-	tm.send("")
-	tm.expect("3 received")
-	tm.send("")
+	tm.Send("6")
+	tm.Expect("Host or address: ")
+	tm.Send("10.0.0.1")
+	tm.Expect("[p]: ")
+	tm.Send("")
+	tm.Expect("3 received")
+	tm.Send("")
 
-	tm.send("9")
-	tm.expect("Wrote a support bundle")
-	tm.expect("Press Enter")
-	tm.send("")
+	tm.Send("9")
+	tm.Expect("Wrote a support bundle")
+	tm.Expect("Press Enter")
+	tm.Send("")
 
-	// A destructive entry with no password set: set it first.
-	tm.send("3")
-	tm.expect("set it first")
-	tm.expect("New recovery password")
-	tm.send("correct-horse")
-	tm.expect("Repeat it: ")
-	tm.send("correct-horse")
-	tm.expect("Recovery password set.")
-	tm.expect("Nothing pending")
-	tm.send("")
-	if strings.Contains(tm.transcript(), "correct-horse") {
+	tm.Send("3")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("Nothing pending")
+	tm.Send("")
+	if strings.Contains(tm.Transcript(), "correct-horse") {
 		t.Fatal("the password was echoed to the terminal")
 	}
 
-	tm.send("3")
-	tm.expect("Recovery password: ")
-	tm.send("wrong-password")
-	tm.expect("wrong recovery password: nothing was done")
-	tm.send("")
+	tm.Send("3")
+	tm.Expect("Recovery password: ")
+	tm.Send("wrong-password")
+	tm.Expect("wrong recovery password: nothing was done (1 wrong in a row; next try in 1s)")
+	tm.Send("")
 
-	tm.send("7")
-	tm.expect("Recovery password: ")
-	tm.send("correct-horse")
-	tm.expect("Paste one public key line: ")
-	tm.send("ssh-ed25519 AAAAnotakey")
-	tm.expect("not added")
-	tm.send("")
-	tm.send("7")
-	tm.expect("Recovery password: ")
-	tm.send("correct-horse")
-	tm.expect("Paste one public key line: ")
-	tm.send(ed25519Key())
-	tm.expect("Added to ")
-	tm.send("")
+	tm.Send("7")
+	tm.Expect("Waiting 1s after 1 wrong passwords...")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("Paste one public key line: ")
+	tm.Send("ssh-ed25519 AAAAnotakey")
+	tm.Expect("not added")
+	tm.Send("")
+	tm.Send("7")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("Paste one public key line: ")
+	tm.Send(ed25519Key())
+	tm.Expect("Added to ")
+	tm.Send("")
 
-	tm.send("5")
-	tm.expect("Recovery password: ")
-	tm.send("correct-horse")
-	tm.expect("Interface (e.g. eth0): ")
-	tm.send("eth0")
-	tm.expect("Address in CIDR form")
-	tm.send("10.0.0.11/24")
-	tm.expect("Gateway (e.g. 192.0.2.1): ")
-	tm.send("10.0.0.1")
-	tm.expect("Confirmed: healthy for 1s")
-	tm.send("")
+	tm.Send("5")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("Interface (e.g. eth0): ")
+	tm.Send("eth0")
+	tm.Expect("Address in CIDR form")
+	tm.Send("10.0.0.11/24")
+	tm.Expect("Gateway (e.g. 192.0.2.1): ")
+	tm.Send("10.0.0.1")
+	tm.Expect("Confirmed: healthy for 1s")
+	tm.Send("")
 
-	tm.send("10")
-	tm.expect("Recovery password: ")
-	tm.send("correct-horse")
-	tm.expect("type exit to return")
-	tm.send("echo shell-$((40+2))")
-	tm.expect("shell-42")
-	tm.send("exit")
-	tm.expect("Press Enter")
-	tm.send("")
+	useShell(tm, "correct-horse")
 
-	tm.send("8")
-	tm.expect("Recovery password: ")
-	tm.send("correct-horse")
-	tm.expect("New recovery password")
-	tm.send("second-password")
-	tm.expect("Repeat it: ")
-	tm.send("second-password")
-	tm.expect("Recovery password set.")
-	tm.send("")
+	tm.Send("8")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("the recovery password comes from the configuration (test config): change")
+	tm.Expect("console.passwordHash there")
+	tm.Send("")
 
-	tm.send("11")
-	tm.expect("Recovery password: ")
-	tm.send("second-password")
-	tm.expect("Type yes: ")
-	tm.send("yes")
-	tm.expect("Rebooting...")
-	tm.send("")
+	tm.Send("11")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("Type yes: ")
+	tm.Send("yes")
+	tm.Expect("Rebooting...")
+	tm.Send("")
 
-	tm.send("42")
-	tm.expect(`No entry "42"`)
-	tm.send("")
-	tm.send("0")
-	tm.expect("Bye.")
+	tm.Send("42")
+	tm.Expect(`No entry "42"`)
+	tm.Send("")
+	tm.Send("0")
+	tm.Expect("Bye.")
 	select {
 	case err := <-done:
 		if err != nil {
@@ -232,9 +160,8 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	if b, err := os.ReadFile(cfg.AuthorizedKeys); err != nil || !strings.Contains(string(b), "operator@laptop") || strings.Count(string(b), "\n") != 1 {
 		t.Fatalf("authorized_keys = %q, %v", b, err)
 	}
-	stored, _ := os.ReadFile(cfg.PasswordFile)
-	if ok, err := CheckPassword(string(stored), "second-password"); !ok || err != nil || strings.Contains(string(stored), "second-password") {
-		t.Fatalf("password not stored hashed: %q %v", stored, err)
+	if _, err := os.Stat(cfg.PasswordFile); !os.IsNotExist(err) {
+		t.Fatalf("a password file was written although the configuration sets the password: %v", err)
 	}
 	if _, err := os.Stat(rebooted); err != nil {
 		t.Fatalf("reboot command not run: %v", err)
@@ -243,7 +170,7 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 		t.Fatalf("static address not kept: %s", out)
 	}
 	checkBundle(t, cfg.BundleDir)
-	for i, line := range strings.Split(strings.ReplaceAll(tm.transcript(), "\r", ""), "\n") {
+	for i, line := range strings.Split(strings.ReplaceAll(tm.Transcript(), "\r", ""), "\n") {
 		// Exempt: what the operator pasted, and the test's long temp paths.
 		if len(line) > 80 && !strings.HasPrefix(line, "Paste one public key line:") && !strings.HasPrefix(line, cfg.BundleDir) {
 			t.Errorf("line %d is wider than 80 columns: %q", i, line)
@@ -251,19 +178,53 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	}
 }
 
+// useShell opens the shell entry with password pw, shows that a shell
+// answers, leaves it and returns to the menu.
+func useShell(tm *testrig.PTY, pw string) {
+	tm.Send("10")
+	tm.Expect("Recovery password: ")
+	tm.Send(pw)
+	tm.Expect("type exit to return")
+	tm.Send("echo shell-$((40+2))")
+	tm.Expect("shell-42")
+	tm.Send("exit")
+	tm.Expect("Press Enter")
+	tm.Send("")
+}
+
 type rig struct {
-	tm       *term
+	tm       *testrig.PTY
 	cfg      Config
 	done     chan error
 	rebooted string
+	dir      string
+	clock    *fakeClock
+	stop     context.CancelFunc
 }
 
-// startConsole runs a console inside host's namespace on a fresh 80x24
-// pseudo-terminal, with a real netguard and the agent's real API server.
-func startConsole(t *testing.T, host *testrig.Netns) rig {
+type rigOptions struct {
+	configured string     // the configuration's recovery password (hashed here); "" sets none
+	dir        string     // the state of an earlier console (a restart); "" for a new one
+	clock      *fakeClock // nil: a new one at 2030-01-01
+	log        io.Writer  // where the console logs (the journal); nil discards
+}
+
+// startConsole runs a console on a fresh 80x24 pseudo-terminal, inside
+// host's namespace (nil: this one), with a real netguard and the agent's real
+// API server; its clock is fake, so delays after wrong passwords cost nothing.
+func startConsole(t *testing.T, host *testrig.Netns, o rigOptions) rig {
 	t.Helper()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if o.log == nil {
+		o.log = io.Discard
+	}
+	if o.clock == nil {
+		o.clock = &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	}
+	log := slog.New(slog.NewTextHandler(o.log, nil))
 	sock := testrig.ServeAPI(t, backend{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -274,33 +235,75 @@ func startConsole(t *testing.T, host *testrig.Netns) rig {
 		t.Fatal(err)
 	}
 	cfg := Default()
-	cfg.PasswordFile, cfg.AuthorizedKeys, cfg.BundleDir = filepath.Join(dir, "pw"), filepath.Join(dir, "ssh", "authorized_keys"), filepath.Join(dir, "bundles")
-	cfg.NetStateDir, cfg.Shell, cfg.KDFIterations = ncfg.StateDir, "/bin/sh", 1000
+	cfg.PasswordFile, cfg.LockoutFile = filepath.Join(dir, "console", "password"), filepath.Join(dir, "console", "lockout.json")
+	cfg.AuthorizedKeys, cfg.BundleDir = filepath.Join(dir, "ssh", "authorized_keys"), filepath.Join(dir, "bundles")
+	cfg.NetStateDir, cfg.Shell, cfg.TTY = ncfg.StateDir, "/bin/sh", "pts-test"
+	if o.configured != "" {
+		h, err := passhash.New(o.configured, passhash.Recommended)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ConfiguredHash = func(context.Context) (string, string, error) { return h, "test config", nil }
+	}
 	rebooted := filepath.Join(dir, "rebooted")
 	cfg.RebootCommand = []string{"sh", "-c", "echo yes > " + rebooted}
 	con, err := New(cfg, api.NewClient(sock), g, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	con.clock = o.clock
 	t.Cleanup(con.Close)
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ptmx.Close(); tty.Close() })
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80}); err != nil {
-		t.Fatal(err)
-	}
-	tm := &term{t: t, ptmx: ptmx}
-	go tm.pump()
+	tm := testrig.OpenPTY(t)
 	done := make(chan error, 1)
-	go func() { done <- host.Do(func() error { return con.Run(ctx, tty, tty) }) }()
-	return rig{tm: tm, cfg: cfg, done: done, rebooted: rebooted}
+	run := func() error { return con.Run(ctx, tm.TTY, tm.TTY) }
+	go func() {
+		if host == nil {
+			done <- run()
+			return
+		}
+		done <- host.Do(run)
+	}()
+	return rig{tm: tm, cfg: cfg, done: done, rebooted: rebooted, dir: dir, clock: o.clock, stop: cancel}
+}
+
+// fakeClock is the console's clock in tests: Sleep moves time on at once
+// and records how long was asked.
+type fakeClock struct {
+	mu    sync.Mutex
+	now   time.Time
+	slept []time.Duration
+}
+
+func (f *fakeClock) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fakeClock) Sleep(_ context.Context, d time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+	f.slept = append(f.slept, d)
+	return nil
+}
+
+func (f *fakeClock) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+func (f *fakeClock) sleeps() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Duration(nil), f.slept...)
 }
 
 // TestConsoleResetUnderlayToDHCP: TF took eth0 over as vhost0 with a wrong
 // gateway; the reset entry releases it and applies a real DHCP lease
-// (dnsmasq), guarded. Without a DHCP server the reset is reverted.
+// (dnsmasq), guarded. Without a DHCP server the reset is reverted. No
+// recovery password is set: the reset is network recovery, offered anyway.
 func TestConsoleResetUnderlayToDHCP(t *testing.T) {
 	testrig.RequireRoot(t)
 	testrig.RequireCommand(t, "dnsmasq", "dnsmasq-base")
@@ -318,27 +321,24 @@ func TestConsoleResetUnderlayToDHCP(t *testing.T) {
 				testrig.StartDnsmasq(t, gw, testrig.DnsmasqConfig{Interface: "eth0", Range: "10.0.0.100,10.0.0.100,255.255.255.0,1h", Options: []string{"3,10.0.0.1"}})
 			}
 			before := host.Run("ip", "-4", "-o", "addr")
-			r := startConsole(t, host)
-			r.tm.expect("New recovery password")
-			r.tm.send("")
-			r.tm.send("4")
-			r.tm.expect("set it first")
-			r.tm.expect("New recovery password")
-			r.tm.send("correct-horse")
-			r.tm.expect("Repeat it: ")
-			r.tm.send("correct-horse")
-			r.tm.expect("Underlay interface []: ")
-			r.tm.send("eth0")
+			// No recovery password anywhere (first boot): network
+			// recovery still runs, without asking.
+			r := startConsole(t, host, rigOptions{})
+			r.tm.Expect("Enter a number: ")
+			r.tm.Send("4")
+			r.tm.Expect("No recovery password is set: network recovery runs without one.")
+			r.tm.Expect("Underlay interface []: ")
+			r.tm.Send("eth0")
 			if !withServer {
-				r.tm.expect("change reverted: applying failed: DHCP on eth0")
-				r.tm.send("")
+				r.tm.Expect("change reverted: applying failed: DHCP on eth0")
+				r.tm.Send("")
 				if after := host.Run("ip", "-4", "-o", "addr"); after != before {
 					t.Fatalf("failed reset not reverted:\nbefore %s\nafter %s", before, after)
 				}
 				return
 			}
-			r.tm.expect("Confirmed: healthy for 1s")
-			r.tm.send("")
+			r.tm.Expect("Confirmed: healthy for 1s")
+			r.tm.Send("")
 			if out := host.Run("ip", "-4", "addr", "show", "eth0"); !strings.Contains(out, "10.0.0.100/24") || strings.Contains(out, "master vhost0") {
 				t.Fatalf("eth0 after reset: %s", out)
 			}

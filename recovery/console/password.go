@@ -1,71 +1,84 @@
 package console
 
 import (
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/passhash"
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
-// ErrNoPassword means no recovery password is set yet.
-var ErrNoPassword = errors.New("no recovery password set")
-
-const hashScheme = "pbkdf2-sha256"
+// ErrNoPassword means no recovery password is set: neither the
+// configuration (console.passwordHash) nor the password file holds one.
+var ErrNoPassword = errors.New("no recovery password is set")
 
 // MinPasswordLen is the shortest recovery password accepted.
 const MinPasswordLen = 8
 
-// HashPassword returns "pbkdf2-sha256$ITER$SALT$KEY" (base64, no padding).
-func HashPassword(pw string, iter int) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	key, err := pbkdf2.Key(sha256.New, pw, salt, iter, 32)
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawStdEncoding
-	return fmt.Sprintf("%s$%d$%s$%s", hashScheme, iter, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+// MaxPasswordLen bounds a typed password (and so the work of hashing it).
+const MaxPasswordLen = 256
+
+// HashSource returns the recovery password's hash from the configuration
+// and where it came from; an empty hash means the configuration sets none.
+type HashSource func(ctx context.Context) (hash, where string, err error)
+
+// credential is the recovery password in effect.
+type credential struct {
+	hash  passhash.Hash
+	where string
+	// file: it is the password file's (changeable on the console, upgraded
+	// when old), not the configuration's.
+	file bool
 }
 
-// CheckPassword reports whether pw matches the stored hash.
-func CheckPassword(stored, pw string) (bool, error) {
-	parts := strings.Split(strings.TrimSpace(stored), "$")
-	if len(parts) != 4 || parts[0] != hashScheme {
-		return false, errors.New("password file is not a pbkdf2-sha256 hash")
+// credential finds the recovery password: the configuration's hash when it
+// sets one, else the password file's. (nil, ErrNoPassword) when neither
+// does; (nil, other error) when one cannot be read — the console then
+// treats the password as unset and says why.
+func (c *Console) credential(ctx context.Context) (*credential, error) {
+	if c.cfg.ConfiguredHash != nil {
+		s, where, err := c.cfg.ConfiguredHash(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the configuration: %w", err)
+		}
+		if s != "" {
+			h, err := passhash.Parse(s)
+			if err == nil && h.Scheme != passhash.Argon2id {
+				err = fmt.Errorf("%w: want argon2id", passhash.ErrInvalid)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("console.passwordHash in %s: %w (make one with: tfsite console hash)", where, err)
+			}
+			return &credential{hash: h, where: "the configuration (" + where + ")"}, nil
+		}
 	}
-	iter, err := strconv.Atoi(parts[1])
-	if err != nil || iter < 1 || iter > 10_000_000 {
-		return false, errors.New("password file has a bad iteration count")
-	}
-	enc := base64.RawStdEncoding
-	salt, err1 := enc.DecodeString(parts[2])
-	want, err2 := enc.DecodeString(parts[3])
-	if err1 != nil || err2 != nil || len(want) == 0 {
-		return false, errors.New("password file is not valid base64")
-	}
-	got, err := pbkdf2.Key(sha256.New, pw, salt, iter, len(want))
+	s, err := readPasswordHash(c.cfg.PasswordFile)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return subtle.ConstantTimeCompare(got, want) == 1, nil
+	h, err := passhash.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("password file %s: %w", c.cfg.PasswordFile, err)
+	}
+	return &credential{hash: h, where: c.cfg.PasswordFile, file: true}, nil
 }
 
+// MaxPasswordFile bounds the password file: one hash and its line break.
+const MaxPasswordFile = passhash.MaxLen + 2
+
+// readPasswordHash reads the password file.
 func readPasswordHash(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := readlimit.File(path, "recovery password file", MaxPasswordFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", ErrNoPassword
+	}
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return "", err
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading recovery password: %w", err)
@@ -73,7 +86,8 @@ func readPasswordHash(path string) (string, error) {
 	return string(b), nil
 }
 
-func writePasswordHash(path, hash string) error {
+// WritePasswordHash stores hash as the password file (mode 0600, atomic).
+func WritePasswordHash(path, hash string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}

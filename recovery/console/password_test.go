@@ -1,77 +1,90 @@
 package console
 
 import (
-	"encoding/base64"
-	"encoding/binary"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/internal/passhash"
 )
 
-func TestPasswordHashRoundTrip(t *testing.T) {
-	h, err := HashPassword("correct-horse", 1000)
+func testConsole(t *testing.T, configured HashSource) *Console {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Default()
+	cfg.PasswordFile, cfg.LockoutFile = filepath.Join(dir, "password"), filepath.Join(dir, "lockout.json")
+	cfg.ConfiguredHash = configured
+	c, err := New(cfg, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(h, "correct-horse") || !strings.HasPrefix(h, "pbkdf2-sha256$1000$") {
-		t.Fatalf("hash %q", h)
-	}
-	for pw, want := range map[string]bool{"correct-horse": true, "correct-hors": false, "": false} {
-		if ok, err := CheckPassword(h, pw); ok != want || err != nil {
-			t.Errorf("CheckPassword(%q) = %v %v, want %v", pw, ok, err, want)
-		}
-	}
-	h2, _ := HashPassword("correct-horse", 1000)
-	if h2 == h {
-		t.Fatal("two hashes of one password are equal: no salt")
-	}
-	for _, bad := range []string{"", "md5$x", "pbkdf2-sha256$0$AA$AA", "pbkdf2-sha256$1000$!!$AA"} {
-		if _, err := CheckPassword(bad, "x"); err == nil {
-			t.Errorf("CheckPassword accepted stored %q", bad)
-		}
-	}
+	return c
 }
 
-func TestParseAuthorizedKey(t *testing.T) {
-	if _, err := ParseAuthorizedKey(ed25519Key()); err != nil {
+func fixed(hash string, err error) HashSource {
+	return func(context.Context) (string, string, error) { return hash, "file /etc/tfsite/config.yaml", err }
+}
+
+// TestCredentialPrecedence: the configuration's hash wins over the password
+// file; without one the file counts; a hash that cannot be used is an error
+// naming where it is and how to make a good one.
+func TestCredentialPrecedence(t *testing.T) {
+	cfgHash, _ := passhash.New("from-config", passhash.Recommended)
+	fileHash, _ := passhash.New("from-file", passhash.Recommended)
+	ctx := context.Background()
+
+	c := testConsole(t, fixed("", nil))
+	if _, err := c.credential(ctx); !errors.Is(err, ErrNoPassword) {
+		t.Fatalf("nothing configured, no file: %v, want ErrNoPassword", err)
+	}
+	if err := WritePasswordHash(c.cfg.PasswordFile, fileHash); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "ssh-ed25519", "ssh-dss AAAA", "ssh-ed25519 !!!", "ssh-rsa " + strings.Fields(ed25519Key())[1]} {
-		if _, err := ParseAuthorizedKey(bad); err == nil {
-			t.Errorf("accepted %q", bad)
+	cr, err := c.credential(ctx)
+	if err != nil || !cr.file || !cr.hash.Verify("from-file") {
+		t.Fatalf("file only: %+v %v", cr, err)
+	}
+	if fi, _ := os.Stat(c.cfg.PasswordFile); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	c.cfg.ConfiguredHash = fixed(cfgHash, nil)
+	cr, err = c.credential(ctx)
+	if err != nil || cr.file || !cr.hash.Verify("from-config") || !strings.Contains(cr.where, "/etc/tfsite/config.yaml") {
+		t.Fatalf("config and file: %+v %v", cr, err)
+	}
+
+	legacy := "pbkdf2-sha256$1000$c2l4dGVlbiBieXRlIHNsdA$" + strings.Repeat("A", 43)
+	for name, src := range map[string]HashSource{
+		"garbled":    fixed("$argon2id$v=19$m=1,t=1,p=1$AAAA$AAAA", nil),
+		"legacy":     fixed(legacy, nil),
+		"unreadable": fixed("", errors.New("mounting seed /dev/sr0: input/output error")),
+	} {
+		c.cfg.ConfiguredHash = src
+		cr, err := c.credential(ctx)
+		if cr != nil || err == nil || errors.Is(err, ErrNoPassword) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %+v %v, want a one-line error", name, cr, err)
+		}
+		if name != "unreadable" && !strings.Contains(err.Error(), "tfsite console hash") {
+			t.Errorf("%s: %v does not say how to make a hash", name, err)
 		}
 	}
 }
 
-func FuzzCheckPassword(f *testing.F) {
-	h, _ := HashPassword("seed-password", 1000)
-	f.Add(h, "seed-password")
-	f.Add("pbkdf2-sha256$1$AA$AA", "")
-	f.Fuzz(func(t *testing.T, stored, pw string) {
-		if strings.Count(stored, "$") == 3 {
-			if parts := strings.Split(stored, "$"); len(parts[1]) > 4 {
-				return // keep iteration counts small while fuzzing
-			}
+func TestPasswordFileBadOrHuge(t *testing.T) {
+	c := testConsole(t, nil)
+	for _, content := range []string{"not a hash\n", strings.Repeat("x", 1<<20)} {
+		if err := os.WriteFile(c.cfg.PasswordFile, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		_, _ = CheckPassword(stored, pw)
-	})
-}
-
-func FuzzParseAuthorizedKey(f *testing.F) {
-	f.Add(ed25519Key())
-	f.Add("ssh-rsa AAAA")
-	f.Fuzz(func(t *testing.T, line string) {
-		k, err := ParseAuthorizedKey(line)
-		if err == nil && strings.ContainsAny(k, "\n\r") {
-			t.Fatalf("accepted a key with a line break: %q", k)
+		_, err := c.credential(context.Background())
+		if err == nil || errors.Is(err, ErrNoPassword) || !strings.Contains(err.Error(), c.cfg.PasswordFile) {
+			t.Errorf("file of %d bytes: %v, want an error naming the file", len(content), err)
 		}
-	})
-}
-
-func ed25519Key() string {
-	var blob []byte
-	blob = binary.BigEndian.AppendUint32(blob, 11)
-	blob = append(blob, "ssh-ed25519"...)
-	blob = binary.BigEndian.AppendUint32(blob, 32)
-	blob = append(blob, make([]byte, 32)...)
-	return "ssh-ed25519 " + base64.StdEncoding.EncodeToString(blob) + " operator@laptop"
+	}
 }
