@@ -16,7 +16,7 @@ func runNet(t *testing.T, args ...string) (string, int, error) {
 }
 
 func TestNetHelpTeachesExitCodes(t *testing.T) {
-	for _, sub := range []string{"try", "confirm", "rollback", "show", "recover", "oob-up"} {
+	for _, sub := range []string{"try", "guard", "confirm", "rollback", "show", "recover", "oob-up"} {
 		out, code, err := runNet(t, sub, "--help")
 		if err != nil || code != 0 || !strings.Contains(out, "Exit codes:") || !strings.Contains(out, "tfsite net "+sub) {
 			t.Errorf("tfsite net %s --help: code %d err %v; help lacks examples or exit codes:\n%s", sub, code, err, out)
@@ -49,6 +49,24 @@ func TestNetBadInputExitCodes(t *testing.T) {
 		_, code, err := runNet(t, append(c.args, state...)...)
 		if code != c.code || err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("tfsite net %s: code %d, err %v; want code %d and one line containing %q", strings.Join(c.args, " "), code, err, c.code, c.want)
+		}
+	}
+}
+
+func TestNetGuardRefusesBadRequests(t *testing.T) {
+	dir := t.TempDir()
+	state := []string{"--state-dir", filepath.Join(dir, "net"), "--oob-state-dir", filepath.Join(dir, "oob")}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"guard", "--request", "../../etc/passwd"}, netExitBadInput, "change id"},
+		{[]string{"guard", "--request", "20261125T181000.026Z-4242"}, netExitNothingPending, "no request 20261125T181000.026Z-4242"},
+	} {
+		_, code, err := runNet(t, append(c.args, state...)...)
+		if code != c.code || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("tfsite net %s: code %d, err %v; want code %d and %q", strings.Join(c.args, " "), code, err, c.code, c.want)
 		}
 	}
 }
