@@ -138,7 +138,7 @@ func (w *Watcher) Check() *Pending {
 		w.report(fmt.Errorf("network watcher: %w", err))
 	case p != nil:
 		w.last = ""
-		w.report(fmt.Errorf("network watcher: %w: change %s: the guarding process (pid %d) ended before confirming", ErrReverted, p, p.PID))
+		w.report(fmt.Errorf("network watcher: %w by %s: %s: its guarding process (pid %d) ended before confirming", ErrReverted, w.cfg.Actor, p, p.PID))
 		w.last = ""
 	default:
 		w.last = ""
