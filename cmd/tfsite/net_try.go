@@ -152,17 +152,29 @@ Example (what tfsite net try runs):
 			if err != nil {
 				return err
 			}
-			req, err := netguard.Store{Dir: base.StateDir}.TakeRequest(id)
-			if err != nil {
+			store := netguard.Store{Dir: base.StateDir}
+			// Until TryRequest runs, a failure is told to the waiting
+			// foreground here; a withdrawn request has nobody waiting.
+			refuse := func(code int, err error) error {
+				if werr := store.WriteRefusal(id, err); werr != nil {
+					log.Warn("telling tfsite net try why the change was not applied", "id", id, "err", werr)
+				}
+				return withCode(code, err)
+			}
+			req, err := store.TakeRequest(id)
+			if errors.Is(err, netguard.ErrNothingPending) {
 				return netCode(err)
+			}
+			if err != nil {
+				return refuse(netExitCorrupt, err)
 			}
 			cfg, err := req.Config(base)
 			if err != nil {
-				return withCode(netExitBadInput, err)
+				return refuse(netExitBadInput, err)
 			}
 			g, err := netguard.New(cfg, log)
 			if err != nil {
-				return withCode(netExitBadInput, err)
+				return refuse(netExitBadInput, err)
 			}
 			defer g.Close()
 			out, err := g.TryRequest(cmd.Context(), req)

@@ -71,6 +71,9 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Guard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("netguard config: %w", err)
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	g := &Guard{cfg: cfg, log: log, store: Store{Dir: cfg.StateDir}, now: time.Now}
 	g.kernel, g.prober = defaultKernel()
 	for _, o := range opts {

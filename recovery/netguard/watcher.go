@@ -104,14 +104,11 @@ func NewWatcher(cfg WatchConfig, log *slog.Logger, opts ...Option) (*Watcher, er
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("netguard watcher config: %w", err)
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	g, err := New(cfg.Guard, log, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{g: g, cfg: cfg, log: log}, nil
+	return &Watcher{g: g, cfg: cfg, log: g.log}, nil
 }
 
 // Run looks at the pending record every Interval until ctx is done; it
