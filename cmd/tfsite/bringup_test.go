@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +54,7 @@ func TestBringUpIgnoresHangUp(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("site: a\nstateDir: "+dir+"\napiSocket: "+dir+"/api.sock\nbringUp:\n  enabled: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testrig.Buffer
 	cmd := exec.Command(testrig.TfsiteBinary(t), "bringup", "--cmdline", "", "--nocloud", "off", "--config", conf)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -88,22 +87,4 @@ func TestBringUpIgnoresHangUp(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("bring-up still runs 10 s after SIGTERM")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writing process and a reading test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -61,31 +61,9 @@ func TestCrashDuringTryIsRecovered(t *testing.T) {
 	requireCommands(t)
 	l := newLab(t)
 	c := newCLI(t, l.host)
-	planFile := filepath.Join(t.TempDir(), "takeover.yaml")
-	if err := os.WriteFile(planFile, []byte(labTakeoverPlan), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	before := snapshotIn(t, l.host)
-	try := c.command("try", "--plan", planFile, "--timeout", "60s")
-	var tryOut bytes.Buffer
-	try.Stdout, try.Stderr = &tryOut, &tryOut
-	if err := try.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = try.Process.Kill(); _ = try.Wait() })
+	try, planFile := startTakeover(t, l, c, "60s")
 	st := Store{Dir: c.state}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ev, _ := st.Events()
-		if len(ev) > 0 && ev[len(ev)-1].Event == EventApplied {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("try never applied its plan: %s", tryOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	l.waitLockedOut(t, 3*time.Second)
 
 	// A concurrent try is refused and names the pending change.
 	out, code := c.run("try", "--plan", planFile)
@@ -211,6 +189,36 @@ func TestCLITryRollbackShowAndCorruptJournal(t *testing.T) {
 	}
 }
 
+// takeoverPlanFile writes the lab's takeover plan (TF's vhost0 with the
+// master as gateway) to a file and returns its path.
+func takeoverPlanFile(t testing.TB) string {
+	t.Helper()
+	planFile := filepath.Join(t.TempDir(), "takeover.yaml")
+	if err := os.WriteFile(planFile, []byte(labTakeoverPlan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return planFile
+}
+
+// startTakeover starts `tfsite net try` of the takeover plan with timeout,
+// waits until the plan is applied and the operator is locked out, and
+// returns the running try (its output is shown when it never applies) and
+// the plan file.
+func startTakeover(t *testing.T, l *lab, c cli, timeout string) (*exec.Cmd, string) {
+	t.Helper()
+	planFile := takeoverPlanFile(t)
+	try := c.command("try", "--plan", planFile, "--timeout", timeout)
+	var out testrig.Buffer
+	try.Stdout, try.Stderr = &out, &out
+	if err := try.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = try.Process.Kill(); _ = try.Wait() })
+	waitApplied(t, Store{Dir: c.state}, out.String)
+	l.waitLockedOut(t, 3*time.Second)
+	return try, planFile
+}
+
 // killGuard kills the process guarding the pending change with SIGKILL and
 // waits until the kernel has dropped its lock.
 func killGuard(t testing.TB, st Store) *Pending {
@@ -245,21 +253,9 @@ func TestDamagedRecordAfterCrash(t *testing.T) {
 	requireCommands(t)
 	l := newLab(t)
 	c := newCLI(t, l.host)
-	planFile := filepath.Join(t.TempDir(), "takeover.yaml")
-	if err := os.WriteFile(planFile, []byte(labTakeoverPlan), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	before := snapshotIn(t, l.host)
 	st := Store{Dir: c.state}
-	try := c.command("try", "--plan", planFile, "--timeout", "60s")
-	var tryOut bytes.Buffer
-	try.Stdout, try.Stderr = &tryOut, &tryOut
-	if err := try.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = try.Process.Kill(); _ = try.Wait() })
-	waitPending(t, st)
-	l.waitLockedOut(t, 3*time.Second)
+	try, planFile := startTakeover(t, l, c, "60s")
 	_ = try.Process.Kill()
 	_ = try.Wait()
 	killGuard(t, st)

@@ -1,14 +1,11 @@
 package netguard
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,8 +20,7 @@ import (
 type sessionTry struct {
 	cmd  *exec.Cmd
 	ptmx *os.File
-	mu   sync.Mutex
-	out  bytes.Buffer
+	out  testrig.Buffer
 	done chan struct{}
 	err  error
 }
@@ -53,9 +49,7 @@ func startSessionTry(t *testing.T, c cli, args ...string) *sessionTry {
 		buf := make([]byte, 4096)
 		for {
 			n, err := ptmx.Read(buf)
-			s.mu.Lock()
-			s.out.Write(buf[:n])
-			s.mu.Unlock()
+			_, _ = s.out.Write(buf[:n])
 			if err != nil {
 				return
 			}
@@ -70,11 +64,7 @@ func startSessionTry(t *testing.T, c cli, args ...string) *sessionTry {
 	return s
 }
 
-func (s *sessionTry) output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.out.String()
-}
+func (s *sessionTry) output() string { return s.out.String() }
 
 // waitApplied waits until the journal's last event is an applied change.
 func waitApplied(t *testing.T, st Store, what func() string) {
@@ -85,6 +75,19 @@ func waitApplied(t *testing.T, st Store, what func() string) {
 		}
 	}
 	t.Fatalf("try never applied its plan: %s", what())
+}
+
+// regainedAfter waits until the operator reaches the host again, at the
+// latest 5 s after change p's deadline, and logs how long that took after
+// since (what happened then).
+func (l *lab) regainedAfter(t *testing.T, p *Pending, since time.Time, what string) (time.Duration, time.Time) {
+	t.Helper()
+	regained, err := l.waitRegained(time.Until(p.Deadline) + 5*time.Second)
+	if err != nil {
+		t.Fatalf("after %s nothing reverted the change (deadline %s): %v", what, p.Deadline.Sub(p.Started), err)
+	}
+	t.Logf("reachable again %.2f s after %s (deadline %.2f s after it)", regained.Sub(since).Seconds(), what, p.Deadline.Sub(since).Seconds())
+	return regained.Sub(since), regained
 }
 
 // waitEnded waits (the host may answer a moment before the journal is
@@ -133,13 +136,9 @@ func TestHangUpMidWindowReverts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t)
 			c := newCLI(t, l.host)
-			planFile := filepath.Join(t.TempDir(), "takeover.yaml")
-			if err := os.WriteFile(planFile, []byte(labTakeoverPlan), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			before := snapshotIn(t, l.host)
 			st := Store{Dir: c.state}
-			s := startSessionTry(t, c, "--plan", planFile, "--timeout", timeout.String())
+			s := startSessionTry(t, c, "--plan", takeoverPlanFile(t), "--timeout", timeout.String())
 			waitApplied(t, st, s.output)
 			l.waitLockedOut(t, 3*time.Second)
 			p, err := st.Pending()
@@ -149,16 +148,9 @@ func TestHangUpMidWindowReverts(t *testing.T) {
 			if err := tc.hangUp(s); err != nil {
 				t.Fatal(err)
 			}
-			hungUp := time.Now()
-			regained, err := l.waitRegained(time.Until(p.Deadline) + 5*time.Second)
-			if err != nil {
-				t.Fatalf("after the session's %s nothing reverted the change (deadline %s): %v; try printed: %q",
-					tc.name, p.Deadline.Sub(p.Started), err, s.output())
-			}
-			t.Logf("%s: reachable again %.2f s after the hang-up (deadline %.2f s after it)",
-				tc.name, regained.Sub(hungUp).Seconds(), p.Deadline.Sub(hungUp).Seconds())
+			took, _ := l.regainedAfter(t, p, time.Now(), "the session's "+tc.name+" (try printed "+strconv.Quote(s.output())+")")
 			if bench != "" && tc.name == "pty hang-up" {
-				appendBench(t, bench, regained.Sub(hungUp))
+				appendBench(t, bench, took)
 			}
 			if d := before.Diff(snapshotIn(t, l.host)); len(d) != 0 {
 				t.Fatalf("the revert is not exact:\n%s", strings.Join(d, "\n"))
@@ -188,21 +180,9 @@ func TestGuardKilledWatcherReverts(t *testing.T) {
 	requireCommands(t)
 	l := newLab(t)
 	c := newCLI(t, l.host)
-	planFile := filepath.Join(t.TempDir(), "takeover.yaml")
-	if err := os.WriteFile(planFile, []byte(labTakeoverPlan), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	before := snapshotIn(t, l.host)
 	st := Store{Dir: c.state}
-	try := c.command("try", "--plan", planFile, "--timeout", "4s")
-	var tryOut bytes.Buffer
-	try.Stdout, try.Stderr = &tryOut, &tryOut
-	if err := try.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = try.Process.Kill(); _ = try.Wait() })
-	waitApplied(t, st, tryOut.String)
-	l.waitLockedOut(t, 3*time.Second)
+	try, _ := startTakeover(t, l, c, "4s")
 	if err := try.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -235,12 +215,7 @@ func TestGuardKilledWatcherReverts(t *testing.T) {
 		})
 	}()
 	defer func() { close(stop); <-watched }()
-	killed := time.Now()
-	regained, err := l.waitRegained(time.Until(p.Deadline) + 5*time.Second)
-	if err != nil {
-		t.Fatalf("after kill -9 of the guard, the watcher did not revert (deadline %s): %v", p.Deadline.Sub(p.Started), err)
-	}
-	t.Logf("reachable again %.2f s after kill -9 (deadline %.2f s after it)", regained.Sub(killed).Seconds(), p.Deadline.Sub(killed).Seconds())
+	_, regained := l.regainedAfter(t, p, time.Now(), "kill -9 of the guard, with the watcher running")
 	if regained.Before(p.Deadline) {
 		t.Fatalf("reverted %s before the deadline: an operator could still have confirmed it", p.Deadline.Sub(regained))
 	}
