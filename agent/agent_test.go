@@ -648,6 +648,16 @@ func TestWatcherRevertsChangeWhoseGuardDied(t *testing.T) {
 	if took := time.Since(now); took < time.Second {
 		t.Errorf("reverted %s after the change was recorded, before its 1 s deadline", took)
 	}
+	// The status is set once the revert is journalled: wait for it.
+	var last string
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if last = s.agent.Status(context.Background()).LastError; strings.Contains(last, "by tfsite-agent: killed-1") {
+			break
+		}
+	}
+	if !strings.Contains(last, "by tfsite-agent: killed-1") {
+		t.Errorf("status last error = %q, want it to report the change the agent reverted", last)
+	}
 	events, err := store.Events()
 	if err != nil {
 		t.Fatal(err)
@@ -655,9 +665,6 @@ func TestWatcherRevertsChangeWhoseGuardDied(t *testing.T) {
 	if n := len(events); n == 0 || events[n-1].ID != "killed-1" || events[n-1].Event != netguard.EventReverted ||
 		!strings.Contains(events[n-1].Reason, "reverted by tfsite-agent: the guarding process (pid 1073741824) ended before confirming") {
 		t.Errorf("journal = %+v, want killed-1 reverted by tfsite-agent", events)
-	}
-	if st := s.agent.Status(context.Background()); !strings.Contains(st.LastError, "by tfsite-agent: killed-1") {
-		t.Errorf("status last error = %q, want it to report the change the agent reverted", st.LastError)
 	}
 }
 

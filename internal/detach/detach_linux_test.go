@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,16 +66,32 @@ func TestSetsidChildHasASessionOfItsOwn(t *testing.T) {
 
 func TestNamespaceComparison(t *testing.T) {
 	testrig.RequireRoot(t)
-	if same, err := sameFile("/proc/thread-self/ns/net", "/proc/self/ns/net"); err != nil || !same {
-		t.Fatalf("this thread and this process: same %v, %v", same, err)
-	}
-	ns := testrig.NewNetns(t, "det")
-	var same bool
-	if err := ns.Do(func() (err error) { same, err = sameFile("/proc/thread-self/ns/net", "/proc/self/ns/net"); return err }); err != nil {
+	// This thread's namespace, kept open (fds are process-wide) to compare
+	// with from a thread inside another namespace.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if same {
-		t.Fatal("a thread inside another network namespace compares as the process's: a unit would guard the wrong namespace")
+	defer f.Close()
+	outside := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if same, err := sameFile("/proc/thread-self/ns/net", outside); err != nil || !same {
+		t.Fatalf("this thread against its own namespace: same %v, %v", same, err)
+	}
+	ns := testrig.NewNetns(t, "det")
+	var inNs, asOutside bool
+	if err := ns.Do(func() (err error) {
+		if inNs, err = sameFile("/proc/thread-self/ns/net", "/run/netns/"+ns.Name); err != nil {
+			return err
+		}
+		asOutside, err = sameFile("/proc/thread-self/ns/net", outside)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !inNs || asOutside {
+		t.Fatalf("a thread inside netns %s: same as it %v, same as outside %v; a unit would guard the wrong namespace", ns.Name, inNs, asOutside)
 	}
 }
 
