@@ -133,12 +133,13 @@ func TestCLITryRollbackShowAndCorruptJournal(t *testing.T) {
 	}
 	before := snapshotIn(t, l.host)
 	try := c.command("try", "--plan", planFile, "--timeout", "30s", "--settle", "20s", "--target", "tcp:10.9.0.2:6443")
-	var tryOut bytes.Buffer
+	var tryOut testrig.Buffer
 	try.Stdout, try.Stderr = &tryOut, &tryOut
 	if err := try.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitPending(t, Store{Dir: c.state})
+	// Applied, not only pending: the record is written before the plan is.
+	waitApplied(t, Store{Dir: c.state}, tryOut.String)
 	if out, code := c.run("show"); code != 0 || !strings.Contains(out, "pending: ") || !strings.Contains(out, `"jumbo"`) || !strings.Contains(out, "mtu 1400") {
 		t.Fatalf("show: exit %d\n%s", code, out)
 	}
