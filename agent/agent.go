@@ -162,6 +162,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	a.recoverNetwork(cfg)
+	a.watchNetwork(ctx, cfg, &wg)
 	if !a.discoverUnderlay(ctx, cfg, &wg) {
 		return nil
 	}
@@ -289,6 +290,25 @@ func (a *Agent) recoverNetwork(cfg config.Config) {
 	default:
 		a.setError(fmt.Errorf("network recovery: reverted change %s left pending by a process that died", p))
 	}
+}
+
+// watchNetwork runs netguard's Watcher (on wg, until ctx ends): a guarded
+// change whose guarding process died (kill -9, a crash, its unit stopped
+// hard) is reverted once its deadline has passed, journalled as reverted by
+// tfsite-agent and kept in status as the last error.
+func (a *Agent) watchNetwork(ctx context.Context, cfg config.Config, wg *sync.WaitGroup) {
+	gc := netguard.Default()
+	gc.StateDir = filepath.Join(cfg.StateDir, NetStateDir)
+	w, err := netguard.NewWatcher(netguard.WatchConfig{Guard: gc, Actor: "tfsite-agent", Report: a.setError},
+		a.log.With("component", "netguard"), a.netOpts...)
+	if err != nil {
+		a.setError(fmt.Errorf("network watcher: %w", err))
+		return
+	}
+	wg.Go(func() {
+		defer w.Close()
+		_ = w.Run(ctx)
+	})
 }
 
 // managementLinks are the interfaces underlay discovery must not pick: the

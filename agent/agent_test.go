@@ -606,6 +606,68 @@ func TestStartRevertsPendingNetworkChange(t *testing.T) {
 	}
 }
 
+// TestWatcherRevertsChangeWhoseGuardDied: a change recorded after the
+// agent started, whose guarding process is gone (no process holds the lock),
+// is reverted by the agent once its deadline has passed.
+func TestWatcherRevertsChangeWhoseGuardDied(t *testing.T) {
+	l := newLab(t, "watched")
+	cfg := l.config("watched", 1)
+	cfg.Underlay.Disabled = false
+	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
+	store := netguard.Store{Dir: filepath.Join(cfg.StateDir, NetStateDir)}
+	k := &restoreKernel{}
+	reached, release := make(chan struct{}), make(chan struct{})
+	s := l.startConfig(cfg, WithDiscover(blockingDiscover(func(underlay.Options) {}, reached, release)), WithNetGuard(netguard.WithKernel(k)))
+	waitReached(t, reached)
+	defer close(release)
+
+	snap := netguard.State{Links: []netguard.Link{{Name: "eth0", Up: true, MTU: 1500}}}
+	now := time.Now()
+	pending := &netguard.Pending{
+		Version: 1, ID: "killed-1", Kind: "plan", Description: "vhost0 takeover",
+		PID: 1 << 30, Started: now, Deadline: now.Add(time.Second), Snapshot: snap, RemoveLinks: []string{"vhost0"},
+	}
+	if err := store.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WritePending(pending); err != nil {
+		t.Fatal(err)
+	}
+	var restored int
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		k.mu.Lock()
+		restored = len(k.restored)
+		k.mu.Unlock()
+		if restored > 0 {
+			break
+		}
+	}
+	if restored != 1 {
+		t.Fatalf("kernel restored %d times within 10 s of a change whose guard is gone, want 1", restored)
+	}
+	if took := time.Since(now); took < time.Second {
+		t.Errorf("reverted %s after the change was recorded, before its 1 s deadline", took)
+	}
+	// The status is set once the revert is journalled: wait for it.
+	var last string
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if last = s.agent.Status(context.Background()).LastError; strings.Contains(last, "by tfsite-agent: killed-1") {
+			break
+		}
+	}
+	if !strings.Contains(last, "by tfsite-agent: killed-1") {
+		t.Errorf("status last error = %q, want it to report the change the agent reverted", last)
+	}
+	events, err := store.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(events); n == 0 || events[n-1].ID != "killed-1" || events[n-1].Event != netguard.EventReverted ||
+		!strings.Contains(events[n-1].Reason, "reverted by tfsite-agent: the guarding process (pid 1073741824) ended before confirming") {
+		t.Errorf("journal = %+v, want killed-1 reverted by tfsite-agent", events)
+	}
+}
+
 func TestStartWithNothingPendingLeavesKernelAlone(t *testing.T) {
 	l := newLab(t, "clean")
 	cfg := l.config("clean", 1)

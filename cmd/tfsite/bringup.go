@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -41,12 +43,17 @@ Examples:
   tfsite bringup --config /etc/tfsite/config.yaml --log-level debug
   tfsite status --json | jq .bringUp              # what it reported
 
+SIGHUP is ignored (a closed terminal never stops a guarded vrouter window).
+
 Exit codes:
   0  stopped by SIGINT/SIGTERM, or bring-up is off in the config (it says so)
   1  runtime failure
   2  invalid configuration (every problem is listed)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A hang-up is no reason to stop: killed mid-window, bring-up would
+			// leave vrouter's guarded window to the agent's watcher.
+			signal.Ignore(syscall.SIGHUP)
 			log, err := cli.Logger(logLevel)
 			if err != nil {
 				return err

@@ -55,9 +55,11 @@ rules, records the snapshot and the plan in the state dir, applies the plan
 and probes: the default gateway must answer ARP and ICMP echo, and every
 target must answer (ICMP echo or TCP connect). Healthy for the settle time:
 confirmed by itself. Not healthy by the deadline: the snapshot is restored and
-the reason recorded in the journal. If the process dies meanwhile,
-"tfsite net recover" (run by an early boot unit and by the agent at start)
-restores the snapshot.
+the reason recorded in the journal. The window is run by a guard process
+outside the operator's session, so an SSH session cut by the change itself
+never abandons it. If the guard process dies, the agent reverts the change
+once its deadline has passed, and "tfsite net recover" (run by an early boot
+unit and by the agent at start) restores the snapshot.
 
 Plan format: docs/network-plan.md. Recovery overview: docs/recovery.md.
 
@@ -67,7 +69,7 @@ Plan format: docs/network-plan.md. Recovery overview: docs/recovery.md.
 	pf.StringVar(&f.stateDir, "state-dir", netguard.DefaultStateDir, "where the pending change and the journal are kept")
 	pf.StringVar(&f.oobDir, "oob-state-dir", oob.DefaultStateDir, "where the management reservation is recorded")
 	pf.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	cmd.AddCommand(newNetTryCmd(&f), newNetDecideCmd(&f, true), newNetDecideCmd(&f, false),
+	cmd.AddCommand(newNetTryCmd(&f), newNetGuardCmd(&f), newNetDecideCmd(&f, true), newNetDecideCmd(&f, false),
 		newNetShowCmd(&f), newNetRecoverCmd(&f), newNetOOBCmd(&f))
 	return cmd
 }
@@ -83,9 +85,22 @@ func netLogger(level string, w io.Writer) (*slog.Logger, error) {
 // newGuard builds a Guard from the flags; the management address recorded
 // by "tfsite net oob up" is protected from every plan.
 func newGuard(cmd *cobra.Command, f *netFlags) (*netguard.Guard, error) {
-	log, err := netLogger(f.logLevel, cmd.ErrOrStderr())
+	cfg, log, err := guardConfig(cmd, f)
 	if err != nil {
 		return nil, err
+	}
+	g, err := netguard.New(cfg, log)
+	if err != nil {
+		return nil, withCode(netExitBadInput, err)
+	}
+	return g, nil
+}
+
+// guardConfig is the Guard configuration and logger the flags describe.
+func guardConfig(cmd *cobra.Command, f *netFlags) (netguard.Config, *slog.Logger, error) {
+	log, err := netLogger(f.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return netguard.Config{}, nil, err
 	}
 	cfg := netguard.Default()
 	cfg.StateDir = f.stateDir
@@ -98,22 +113,18 @@ func newGuard(cmd *cobra.Command, f *netFlags) (*netguard.Guard, error) {
 	for _, s := range f.targets {
 		t, err := netguard.ParseTarget(s)
 		if err != nil {
-			return nil, withCode(netExitBadInput, fmt.Errorf("--target: %w", err))
+			return cfg, nil, withCode(netExitBadInput, fmt.Errorf("--target: %w", err))
 		}
 		cfg.Targets = append(cfg.Targets, t)
 	}
 	res, err := oob.Load(f.oobDir)
 	if err != nil {
-		return nil, withCode(netExitCorrupt, err)
+		return cfg, nil, withCode(netExitCorrupt, err)
 	}
 	if res != nil {
 		cfg.Protected = append(cfg.Protected, netguard.Protected{Link: res.Link, Address: res.Address})
 	}
-	g, err := netguard.New(cfg, log)
-	if err != nil {
-		return nil, withCode(netExitBadInput, err)
-	}
-	return g, nil
+	return cfg, log, nil
 }
 
 // withGuard runs f with a Guard built from the flags.
@@ -145,55 +156,6 @@ func netCode(err error) error {
 		return withCode(netExitCorrupt, err)
 	}
 	return withCode(netExitFailed, err)
-}
-
-func newNetTryCmd(f *netFlags) *cobra.Command {
-	var planFile string
-	cmd := &cobra.Command{
-		Use:   "try --plan FILE",
-		Short: "Apply a plan in a guarded window: confirmed when healthy, reverted when not",
-		Long: `Apply a network plan (docs/network-plan.md) and guard it.
-
-The plan is validated against this host first (every link, address and route
-it names must exist; it may not take the management address away); an invalid
-plan changes nothing. Then the snapshot and the plan are written to the state
-dir, the plan is applied and probed every 250 ms. The change is confirmed when
-every probe passes for --settle without a failure, and reverted when that has
-not happened by --timeout, on "tfsite net rollback", or on SIGINT/SIGTERM.
-"tfsite net confirm" keeps it at once.
-
-Examples:
-  tfsite net try --plan /etc/tfsite/plans/vhost0.yaml
-  tfsite net try --plan static.yaml --timeout 30s --target tcp:10.0.0.5:6443
-
-` + netExitCodesHelp,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if planFile == "" {
-				return withCode(netExitBadInput, errors.New("--plan is required: a plan file (docs/network-plan.md)"))
-			}
-			plan, err := netguard.ReadPlanFile(planFile)
-			if err != nil {
-				return withCode(netExitBadInput, err)
-			}
-			g, err := newGuard(cmd, f)
-			if err != nil {
-				return err
-			}
-			defer g.Close()
-			out, err := g.Try(cmd.Context(), plan)
-			if err != nil {
-				return netCode(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "confirmed %s: %s\n", out.ID, out.Reason)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&planFile, "plan", "", "plan file (YAML, docs/network-plan.md)")
-	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "deadline to become healthy (default 10s)")
-	cmd.Flags().DurationVar(&f.settle, "settle", 0, "how long probes must pass in a row to confirm (default 3s)")
-	cmd.Flags().StringArrayVar(&f.targets, "target", nil, "extra probe target icmp:ADDR or tcp:ADDR:PORT (repeatable)")
-	return cmd
 }
 
 func newNetDecideCmd(f *netFlags, confirm bool) *cobra.Command {
@@ -325,21 +287,34 @@ func printStatus(w io.Writer, st netguard.Status, res *oob.Reservation) {
 }
 
 func newNetRecoverCmd(f *netFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "recover",
+	var salvage bool
+	cmd := &cobra.Command{
+		Use:   "recover [--salvage]",
 		Short: "Revert a change left pending by a process that died (boot unit, agent start)",
 		Long: `Restore the snapshot of a guarded change whose guarding process died before
 confirming it, so a crash never leaves a half-applied network. Run by the
-early boot unit tfsite-net-recover.service and by the agent when it starts.
-With nothing pending it does nothing and exits 0.
+early boot unit tfsite-net-recover.service (with --salvage) and by the agent
+when it starts. With nothing pending it does nothing and exits 0.
 
-Example:
+A damaged pending.json (a disk fault, a bad edit) is reported with its path
+and the way out (exit 6). With --salvage its snapshot, when intact, is still
+restored (decoded strictly and checked; damage elsewhere in the record does
+not matter), the file is moved aside to pending.json.damaged-TIME and the
+revert is journaled. A record with no readable snapshot reverts nothing:
+move it aside, then use the console's "Reset underlay to DHCP" entry.
+
+Examples:
   tfsite net recover
+  tfsite net recover --salvage     # what the boot unit runs
 
 ` + netExitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: withGuard(f, func(cmd *cobra.Command, g *netguard.Guard) error {
-			p, err := g.Recover()
+			run := g.Recover
+			if salvage {
+				run = g.Salvage
+			}
+			p, err := run()
 			if errors.Is(err, netguard.ErrNothingPending) {
 				fmt.Fprintln(cmd.OutOrStdout(), "nothing pending")
 				return nil
@@ -351,6 +326,8 @@ Example:
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVar(&salvage, "salvage", false, "also revert from a damaged record whose snapshot is intact (moved aside)")
+	return cmd
 }
 
 func newNetOOBCmd(f *netFlags) *cobra.Command {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
 // runNet runs `tfsite net ARGS...` in-process and returns stdout and the
@@ -16,7 +20,7 @@ func runNet(t *testing.T, args ...string) (string, int, error) {
 }
 
 func TestNetHelpTeachesExitCodes(t *testing.T) {
-	for _, sub := range []string{"try", "confirm", "rollback", "show", "recover", "oob-up"} {
+	for _, sub := range []string{"try", "guard", "confirm", "rollback", "show", "recover", "oob-up"} {
 		out, code, err := runNet(t, sub, "--help")
 		if err != nil || code != 0 || !strings.Contains(out, "Exit codes:") || !strings.Contains(out, "tfsite net "+sub) {
 			t.Errorf("tfsite net %s --help: code %d err %v; help lacks examples or exit codes:\n%s", sub, code, err, out)
@@ -62,5 +66,48 @@ func TestNetBadInputExitCodes(t *testing.T) {
 		if code != c.code || err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("tfsite net %s: code %d, err %v; want code %d and one line containing %q", strings.Join(c.args, " "), code, err, c.code, c.want)
 		}
+	}
+}
+
+func TestNetGuardRefusesBadRequests(t *testing.T) {
+	dir := t.TempDir()
+	state := []string{"--state-dir", filepath.Join(dir, "net"), "--oob-state-dir", filepath.Join(dir, "oob")}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"guard", "--request", "../../etc/passwd"}, netExitBadInput, "change id"},
+		{[]string{"guard", "--request", "20261125T181000.026Z-4242"}, netExitNothingPending, "no request 20261125T181000.026Z-4242"},
+	} {
+		_, code, err := runNet(t, append(c.args, state...)...)
+		if code != c.code || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("tfsite net %s: code %d, err %v; want code %d and %q", strings.Join(c.args, " "), code, err, c.code, c.want)
+		}
+	}
+}
+
+// TestNetGuardRefusesADamagedRequest: the guard tells the waiting foreground
+// (through a refusal file) instead of leaving it to time out.
+func TestNetGuardRefusesADamagedRequest(t *testing.T) {
+	dir := t.TempDir()
+	st := netguard.Store{Dir: filepath.Join(dir, "net")}
+	id := "20261125T181000.026Z-4242"
+	if err := st.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(st.Dir, "request-"+id+".json"), []byte(`{"version":1,`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, code, err := runNet(t, "guard", "--request", id, "--state-dir", st.Dir, "--oob-state-dir", filepath.Join(dir, "oob"))
+	if code != netExitCorrupt || err == nil {
+		t.Fatalf("guard over a damaged request: code %d, %v; want %d", code, err, netExitCorrupt)
+	}
+	g, err := netguard.New(netguard.Config{StateDir: st.Dir, Timeout: 10 * time.Second, Settle: 3 * time.Second, Interval: 250 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Follow(t.Context(), id, "test"); !errors.Is(err, netguard.ErrCorrupt) || !strings.Contains(err.Error(), "request") {
+		t.Fatalf("the foreground learns: %v; want the guard's ErrCorrupt refusal", err)
 	}
 }

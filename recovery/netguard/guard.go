@@ -71,6 +71,9 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Guard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("netguard config: %w", err)
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	g := &Guard{cfg: cfg, log: log, store: Store{Dir: cfg.StateDir}, now: time.Now}
 	g.kernel, g.prober = defaultKernel()
 	for _, o := range opts {
@@ -82,6 +85,9 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Guard, error) {
 // Close releases nothing today; it exists for the component contract and is
 // safe to call twice.
 func (g *Guard) Close() {}
+
+// Config returns the guard's configuration.
+func (g *Guard) Config() Config { return g.cfg }
 
 // Store returns the guard's state directory.
 func (g *Guard) Store() Store { return g.store }
@@ -119,7 +125,11 @@ type WrapSpec struct {
 // applies it and guards the window. It returns ErrReverted (wrapped) when
 // the change was undone.
 func (g *Guard) Try(ctx context.Context, plan *Plan) (Outcome, error) {
-	p := &Pending{Kind: "plan", Description: plan.Description, Plan: plan, RemoveLinks: plan.CreatedLinks()}
+	return g.try(ctx, "", plan)
+}
+
+func (g *Guard) try(ctx context.Context, id string, plan *Plan) (Outcome, error) {
+	p := &Pending{ID: id, Kind: "plan", Description: plan.Description, Plan: plan, RemoveLinks: plan.CreatedLinks()}
 	return g.guard(ctx, p, plan.Probes, nil, func(snap *State) error {
 		if _, err := plan.Validate(snap, g.cfg.Protected); err != nil {
 			return err
@@ -160,39 +170,80 @@ func (g *Guard) busyError() error {
 	return fmt.Errorf("%w: change %s; wait for it, or run `tfsite net confirm` / `tfsite net rollback`", ErrBusy, p)
 }
 
-func (g *Guard) guard(ctx context.Context, p *Pending, probes Probes, ev NodeEvictor, validate func(*State) error, apply func() error) (Outcome, error) {
+// notApplied marks an error that ended a try before anything was applied
+// (busy, corrupt record, invalid plan): a handed-over try reports it to the
+// foreground as a refusal (Store.WriteRefusal).
+type notApplied struct{ err error }
+
+func (e *notApplied) Error() string { return e.err.Error() }
+func (e *notApplied) Unwrap() error { return e.err }
+
+// begin takes the state dir's lock and checks that a change may start: no
+// other change pending, a readable journal, a snapshot the plan validates
+// against. The caller unlocks.
+func (g *Guard) begin(validate func(*State) error) (*Lock, *State, error) {
 	lock, err := g.store.TryLock()
 	if errors.Is(err, ErrBusy) {
-		return Outcome{}, g.busyError()
+		return nil, nil, &notApplied{g.busyError()}
 	}
+	if err != nil {
+		return nil, nil, &notApplied{err}
+	}
+	fail := func(err error) (*Lock, *State, error) {
+		lock.Unlock()
+		return nil, nil, &notApplied{err}
+	}
+	switch old, err := g.store.Pending(); {
+	case err == nil:
+		return fail(fmt.Errorf("%w: change %s was left by a process that died; run `tfsite net recover` first", ErrBusy, old))
+	case !errors.Is(err, ErrNothingPending):
+		return fail(fmt.Errorf("%w; nothing was changed", err))
+	}
+	if _, err := g.store.Events(); err != nil {
+		return fail(fmt.Errorf("%w; nothing was changed", err))
+	}
+	snap, err := g.kernel.Snapshot()
+	if err != nil {
+		return fail(fmt.Errorf("snapshotting the network: %w", err))
+	}
+	if validate != nil {
+		if err := validate(snap); err != nil {
+			return fail(fmt.Errorf("%w; nothing was changed", err))
+		}
+	}
+	return lock, snap, nil
+}
+
+// Precheck does everything Try does before changing anything (lock, no
+// change pending, readable journal, the plan valid against this host) and
+// changes nothing: `tfsite net try` runs it in the foreground so that bad
+// input is reported at once, before the window is handed to a guard process.
+func (g *Guard) Precheck(plan *Plan) error {
+	lock, _, err := g.begin(func(snap *State) error {
+		_, err := plan.Validate(snap, g.cfg.Protected)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	lock.Unlock()
+	return nil
+}
+
+func (g *Guard) guard(ctx context.Context, p *Pending, probes Probes, ev NodeEvictor, validate func(*State) error, apply func() error) (Outcome, error) {
+	lock, snap, err := g.begin(validate)
 	if err != nil {
 		return Outcome{}, err
 	}
 	defer lock.Unlock()
-	switch old, err := g.store.Pending(); {
-	case err == nil:
-		return Outcome{}, fmt.Errorf("%w: change %s was left by a process that died; run `tfsite net recover` first", ErrBusy, old)
-	case !errors.Is(err, ErrNothingPending):
-		return Outcome{}, fmt.Errorf("%w; nothing was changed", err)
-	}
-	if _, err := g.store.Events(); err != nil {
-		return Outcome{}, fmt.Errorf("%w; nothing was changed", err)
-	}
-	snap, err := g.kernel.Snapshot()
-	if err != nil {
-		return Outcome{}, fmt.Errorf("snapshotting the network: %w", err)
-	}
-	if validate != nil {
-		if err := validate(snap); err != nil {
-			return Outcome{}, fmt.Errorf("%w; nothing was changed", err)
-		}
-	}
 	start := g.now().UTC()
 	p.Version, p.PID, p.Started, p.Snapshot = formatV1, os.Getpid(), start, *snap
-	p.ID = start.Format("20060102T150405.000Z") + fmt.Sprintf("-%d", os.Getpid())
+	if p.ID == "" {
+		p.ID = NewID(start, os.Getpid())
+	}
 	p.Deadline, p.Settle = start.Add(g.cfg.Timeout), Duration(g.cfg.Settle)
 	if err := g.store.WritePending(p); err != nil {
-		return Outcome{}, fmt.Errorf("recording the pending change (nothing was changed): %w", err)
+		return Outcome{}, &notApplied{fmt.Errorf("recording the pending change (nothing was changed): %w", err)}
 	}
 	out := Outcome{ID: p.ID, Applied: start}
 	g.log.Info("guarded change applying", "id", p.ID, "description", p.Description, "deadline", g.cfg.Timeout)
@@ -343,100 +394,6 @@ func (g *Guard) restore(p *Pending, reason string) error {
 		return fmt.Errorf("change %s reverted, but clearing its record failed: %w", p.ID, err)
 	}
 	return nil
-}
-
-// decide hands a decision to the live process guarding the pending change,
-// or carries it out itself when that process is gone.
-func (g *Guard) decide(ctx context.Context, decision string) (*Pending, Event, error) {
-	p, err := g.store.Pending()
-	if err != nil {
-		return nil, Event{}, err
-	}
-	lock, err := g.store.TryLock()
-	if errors.Is(err, ErrBusy) {
-		if err := g.store.WriteDecision(p.ID, decision); err != nil {
-			return p, Event{}, err
-		}
-		e, err := g.waitOutcome(ctx, p)
-		return p, e, err
-	}
-	if err != nil {
-		return p, Event{}, err
-	}
-	defer lock.Unlock()
-	// Re-read under the lock: the guarding process may have just finished.
-	if p, err = g.store.Pending(); err != nil {
-		return nil, Event{}, err
-	}
-	if decision == DecisionConfirm {
-		e := Event{ID: p.ID, Event: EventConfirmed, Reason: "confirmed by operator after its guarding process ended", Description: p.Description}
-		if err := g.store.Record(e); err != nil {
-			return p, e, err
-		}
-		return p, e, g.store.ClearPending()
-	}
-	reason := "rolled back by operator (tfsite net rollback)"
-	if err := g.restore(p, reason); err != nil {
-		return p, Event{}, err
-	}
-	return p, Event{ID: p.ID, Event: EventReverted, Reason: reason}, nil
-}
-
-func (g *Guard) waitOutcome(ctx context.Context, p *Pending) (Event, error) {
-	limit := time.Until(p.Deadline) + 30*time.Second
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	end := time.After(limit)
-	for {
-		select {
-		case <-ctx.Done():
-			return Event{}, ctx.Err()
-		case <-end:
-			return Event{}, fmt.Errorf("change %s is still pending after %s; see `tfsite net show`", p.ID, limit.Round(time.Second))
-		case <-t.C:
-		}
-		if _, err := g.store.Pending(); errors.Is(err, ErrNothingPending) {
-			ev, err := g.store.Events()
-			if err != nil {
-				return Event{}, err
-			}
-			for i := len(ev) - 1; i >= 0; i-- {
-				if ev[i].ID == p.ID && ev[i].Event != EventApplied {
-					return ev[i], nil
-				}
-			}
-			return Event{}, fmt.Errorf("change %s ended but the journal does not say how", p.ID)
-		}
-	}
-}
-
-// Confirm keeps the pending change.
-func (g *Guard) Confirm(ctx context.Context) (*Pending, Event, error) {
-	return g.decide(ctx, DecisionConfirm)
-}
-
-// Rollback reverts the pending change now.
-func (g *Guard) Rollback(ctx context.Context) (*Pending, Event, error) {
-	return g.decide(ctx, DecisionRollback)
-}
-
-// Recover reverts a change left pending by a process that died (run by an
-// early boot unit and when the agent starts). It returns ErrNothingPending
-// when there is nothing to do and ErrBusy when a live process is guarding.
-func (g *Guard) Recover() (*Pending, error) {
-	lock, err := g.store.TryLock()
-	if errors.Is(err, ErrBusy) {
-		return nil, g.busyError()
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	p, err := g.store.Pending()
-	if err != nil {
-		return nil, err
-	}
-	return p, g.restore(p, fmt.Sprintf("recovered: the process guarding it (pid %d) ended before confirming", p.PID))
 }
 
 // Status is what `tfsite net show` reports.

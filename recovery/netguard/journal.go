@@ -46,10 +46,12 @@ type Pending struct {
 	Started     time.Time `json:"started"`
 	Deadline    time.Time `json:"deadline"`
 	Settle      Duration  `json:"settle"`
-	Snapshot    State     `json:"snapshot"`
-	Plan        *Plan     `json:"plan,omitempty"`
 	// RemoveLinks are deleted on revert: links the change creates (vhost0).
+	// Written before the snapshot and the plan, so that a record cut short
+	// there still names them (salvage.go).
 	RemoveLinks []string `json:"removeLinks,omitempty"`
+	Snapshot    State    `json:"snapshot"`
+	Plan        *Plan    `json:"plan,omitempty"`
 }
 
 func (p *Pending) String() string {
@@ -108,13 +110,11 @@ func DecodePending(data []byte) (*Pending, error) {
 	if p.Started.IsZero() || p.Deadline.Before(p.Started) {
 		errs = append(errs, "deadline before start")
 	}
-	if len(p.Snapshot.Links) == 0 {
-		errs = append(errs, "snapshot holds no links")
+	for _, err := range checkSnapshot(&p.Snapshot) {
+		errs = append(errs, err.Error())
 	}
-	for _, l := range append(append([]string{}, p.RemoveLinks...), linkNames(p.Snapshot.Links)...) {
-		if err := checkLinkName("link", l); err != nil {
-			errs = append(errs, err.Error())
-		}
+	if err := checkLinks(p.RemoveLinks); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if p.Plan != nil {
 		if err := p.Plan.check(); err != nil {
@@ -228,6 +228,21 @@ func (s Store) Record(e Event) error {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
 	return atomicfile.Write(s.path(journalFile), append(data, '\n'), 0o600)
+}
+
+// lastEvent returns the newest event of change id other than "applied":
+// how it ended.
+func (s Store) lastEvent(id string) (Event, bool, error) {
+	ev, err := s.Events()
+	if err != nil {
+		return Event{}, false, err
+	}
+	for i := len(ev) - 1; i >= 0; i-- {
+		if ev[i].ID == id && ev[i].Event != EventApplied {
+			return ev[i], true, nil
+		}
+	}
+	return Event{}, false, nil
 }
 
 // Decisions a second process hands to the one running the window.
