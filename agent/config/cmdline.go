@@ -37,6 +37,7 @@ var cmdlineKeys = map[string]string{
 	"statedir":  "state directory",
 	"metrics":   "metrics host:port, or off",
 	"bringup":   "on or off: preflight, kubeadm init, TF and BGP peering",
+	"insecure":  "on or off: run without a gossip key (labs only)",
 }
 
 // ParseCmdline extracts the tfsite.* parameters of a kernel command line.
@@ -154,19 +155,27 @@ func applyKey(c *Config, key, v string) error {
 	case "statedir":
 		c.StateDir = v
 	case "bringup":
-		switch v {
-		case "on":
-			c.BringUp.Enabled = true
-		case "off":
-			c.BringUp.Enabled = false
-		default:
-			return errors.New("want on or off")
-		}
+		return onOff(v, &c.BringUp.Enabled)
+	case "insecure":
+		return onOff(v, &c.Insecure)
 	case "metrics":
 		if v == "off" {
 			v = ""
 		}
 		c.MetricsAddress = v
+	}
+	return nil
+}
+
+// onOff sets *b from "on" or "off".
+func onOff(v string, b *bool) error {
+	switch v {
+	case "on":
+		*b = true
+	case "off":
+		*b = false
+	default:
+		return errors.New("want on or off")
 	}
 	return nil
 }

@@ -72,6 +72,10 @@ type Config struct {
 	// allocation: preflight, kubeadm init, TF, the guarded vrouter start and
 	// TF BGP peering (docs/bringup.md).
 	BringUp BringUp `json:"bringUp"`
+	// Insecure lets the agent run without a gossip key (labs only): gossip
+	// is then unencrypted and anyone who reaches a voter may ask it for
+	// allocations. Without a key and without it, Validate refuses.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // BringUp configures the agent-driven bring-up of the site's Kubernetes and
@@ -296,12 +300,14 @@ func (c Config) Validate() error {
 	}
 	if g.Key != "" && g.KeyFile != "" {
 		add("gossip.key", "both key and keyFile are set; keep one")
-	} else if _, err := c.GossipKeys(); err != nil {
+	} else if keys, err := c.GossipKeys(); err != nil {
 		field := "gossip.key"
 		if g.KeyFile != "" {
 			field = "gossip.keyFile"
 		}
 		add(field, "%v", err)
+	} else if keys == nil && !c.Insecure {
+		add("gossip.key", "none configured: without a key anyone who reaches the fleet can join its gossip and ask its voters for allocations; write one key, the same on every site, into gossip.keyFile (head -c32 /dev/urandom | base64) or set gossip.key / tfsite.key=; for a lab that accepts this, set insecure: true (tfsite.insecure=on)")
 	}
 	if len(c.Voters) == 0 {
 		add("voters", "empty; list the site names that commit allocations (the same list on every site), e.g. voters: [site-a]")
