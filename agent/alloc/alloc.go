@@ -140,17 +140,30 @@ func ValidateSiteName(name string) error {
 	return nil
 }
 
+// KeyLen is the length of a site's static public key (Curve25519).
+const KeyLen = 32
+
 // Peer is what the allocator needs to know about another site; the
 // membership layer supplies it from gossip metadata.
 type Peer struct {
 	Site string
+	// Addr is the address the site gossips from (its memberlist node
+	// address); a voter accepts the site's allocation requests only from it.
+	Addr netip.Addr
+	// Key is the site's allocator static public key as it publishes it in
+	// gossip (nil if it publishes none).
+	Key []byte
 	// Endpoint is the site's allocator endpoint (raft + RPC); valid only for
 	// voter sites.
 	Endpoint netip.AddrPort
 	// VoterHash is the peer's VoterSetHash; "" if unknown.
 	VoterHash string
-	// Alive is false for suspect, dead and departed members.
+	// Alive is true for alive and suspect members, false for dead and
+	// departed ones.
 	Alive bool
+	// Released is what a voter publishes as Allocator.Released (0 if
+	// unknown).
+	Released uint64
 }
 
 // MemberSource is the allocator's view of the membership.
