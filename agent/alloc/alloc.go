@@ -85,6 +85,11 @@ var (
 	ErrVoterMismatch = errors.New("voter set mismatch")
 	// ErrAuth: a peer could not prove it holds the shared key.
 	ErrAuth = errors.New("authentication failed")
+	// ErrRefused: a voter refused the request for who sent it: a site
+	// asking for another site or from an address it does not gossip from,
+	// a site not alive in gossip, a release not from a voter's operator or
+	// of a site alive in gossip (docs/allocation.md, "Trust model").
+	ErrRefused = errors.New("request refused")
 	// ErrClosed: the allocator was closed.
 	ErrClosed = errors.New("allocator closed")
 )
