@@ -18,21 +18,25 @@ import (
 
 // connLimits caps the voter endpoint's connections. A connection counts
 // against the handshake caps (by source address) until its Noise handshake
-// ends, then against the peer caps (by the static key it proved) until it
-// closes. Over a cap a connection is closed at once (reset).
+// ends, then against the peer caps (by the static key it proved, and by its
+// source address: keys cost nothing to make) until it closes. Over a cap a
+// connection is closed at once (reset).
 type connLimits struct {
 	handshakes      int // unauthenticated connections in their handshake, in total
 	handshakesPerIP int // ... from one source address
-	conns           int // authenticated connections (Raft, RPC, watches), in total
+	conns           int // authenticated connections (Raft, RPC), in total
 	connsPerPeer    int // ... of one static key
+	connsPerIP      int // ... from one source address
 }
 
-// defaultLimits: a site holds one watch and at most a request or two; a
-// voter's Raft transport keeps up to 3 pooled connections to each other
-// voter plus its pipeline. A fleet of the default pools' 512 sites all
-// watching one voter fits under conns. Loopback fleets (tests, bench-alloc)
-// put many sites on a few addresses, hence the room per address.
-var defaultLimits = connLimits{handshakes: 256, handshakesPerIP: 64, conns: 2048, connsPerPeer: 16}
+// defaultLimits: a site holds a request or two at a time; a voter's Raft
+// transport keeps up to 3 pooled connections to each other voter plus its
+// pipeline. The default pools' 512 sites all asking the leader at once fit
+// under conns. Loopback fleets (tests, bench-alloc) and sites behind one NAT
+// put many sites on one address, hence the room per address. Each
+// authenticated connection holds at most a 16 KB record and a 16 KB request
+// (and only once the peer has sent them): at most 32 MB in all.
+var defaultLimits = connLimits{handshakes: 256, handshakesPerIP: 64, conns: 1024, connsPerPeer: 16, connsPerIP: 64}
 
 // rpcIdle is how long an RPC connection may sit without a request.
 const rpcIdle = 2 * time.Minute
@@ -60,7 +64,7 @@ type endpoint struct {
 	shaking  int
 	shakesBy map[netip.Addr]int
 	authed   int
-	authedBy map[string]int // by static key
+	authedBy map[string]int // by peerKeys
 	closed   chan struct{}
 	once     sync.Once
 	wg       sync.WaitGroup
@@ -132,19 +136,29 @@ func (e *endpoint) startHandshake(c net.Conn, ip netip.Addr) string {
 	return ""
 }
 
-// overCap says why the peer proving key may not open another channel, or "".
-func (e *endpoint) overCap(key []byte) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.overCapLocked(key)
+// peerKeys are a connection's entries in endpoint.authedBy: its static key
+// and its source address.
+func peerKeys(key []byte, ip netip.Addr) [2]string {
+	return [2]string{"key " + string(key), "addr " + ip.String()}
 }
 
-func (e *endpoint) overCapLocked(key []byte) string {
+// overCap says why the peer proving key from ip may not open another
+// channel, or "".
+func (e *endpoint) overCap(key []byte, ip netip.Addr) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.overCapLocked(key, ip)
+}
+
+func (e *endpoint) overCapLocked(key []byte, ip netip.Addr) string {
+	k := peerKeys(key, ip)
 	switch {
 	case e.authed >= e.limits.conns:
 		return fmt.Sprintf("%d connections open (limit %d)", e.authed, e.limits.conns)
-	case e.authedBy[string(key)] >= e.limits.connsPerPeer:
-		return fmt.Sprintf("this peer holds %d connections (limit %d per site key)", e.authedBy[string(key)], e.limits.connsPerPeer)
+	case e.authedBy[k[0]] >= e.limits.connsPerPeer:
+		return fmt.Sprintf("this peer holds %d connections (limit %d per site key)", e.authedBy[k[0]], e.limits.connsPerPeer)
+	case e.authedBy[k[1]] >= e.limits.connsPerIP:
+		return fmt.Sprintf("%s holds %d connections (limit %d per address)", ip, e.authedBy[k[1]], e.limits.connsPerIP)
 	}
 	return ""
 }
@@ -163,25 +177,29 @@ func (e *endpoint) endHandshake(c net.Conn, ip netip.Addr, key []byte) string {
 		delete(e.conns, c)
 		return ""
 	}
-	if why := e.overCapLocked(key); why != "" {
+	if why := e.overCapLocked(key, ip); why != "" {
 		delete(e.conns, c)
 		return why
 	}
 	e.authed++
-	e.authedBy[string(key)]++
+	for _, k := range peerKeys(key, ip) {
+		e.authedBy[k]++
+	}
 	return ""
 }
 
 // release gives an authenticated connection's place back.
-func (e *endpoint) release(c net.Conn, key []byte) {
+func (e *endpoint) release(c net.Conn, key []byte, ip netip.Addr) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.conns, c)
 	e.authed--
-	if k := string(key); e.authedBy[k] <= 1 {
-		delete(e.authedBy, k)
-	} else {
-		e.authedBy[k]--
+	for _, k := range peerKeys(key, ip) {
+		if e.authedBy[k] <= 1 {
+			delete(e.authedBy, k)
+		} else {
+			e.authedBy[k]--
+		}
 	}
 }
 
@@ -197,7 +215,7 @@ func (e *endpoint) serveConn(ctx context.Context, raw net.Conn, ip netip.Addr) {
 		}
 		return
 	}
-	if why := e.overCap(p.key); why != "" {
+	if why := e.overCap(p.key, ip); why != "" {
 		// Still counted as a handshake: tell an RPC peer why, then close.
 		e.warn.warn("allocator endpoint: refusing a connection", "peer", raw.RemoteAddr(), "site", p.site, "reason", why)
 		if p.kind == kindRPC {
@@ -212,7 +230,7 @@ func (e *endpoint) serveConn(ctx context.Context, raw net.Conn, ip netip.Addr) {
 		reset(raw)
 		return
 	}
-	cc := &countedConn{Conn: c, release: func() { e.release(raw, p.key) }}
+	cc := &countedConn{Conn: c, release: func() { e.release(raw, p.key, ip) }}
 	if p.kind == kindRaft {
 		if err := e.admitRaft(ctx, p); err != nil {
 			e.warn.warn("allocator endpoint: refusing Raft", "peer", raw.RemoteAddr(), "site", p.site, "err", err)

@@ -120,7 +120,7 @@ func TestStrangerIsRefusedQuietly(t *testing.T) {
 // reset at once, not after the handshake timeout.
 func TestSilentConnectionsAreCapped(t *testing.T) {
 	v := startLoneVoter(t, [][]byte{key(1)}, slog.New(slog.DiscardHandler))
-	SetConnLimits(v, 100, 8, 100, 4)
+	SetConnLimits(v, 100, 8, 100, 4, 100)
 	var conns []net.Conn
 	reset := 0
 	for range 50 {
@@ -146,12 +146,12 @@ func TestSilentConnectionsAreCapped(t *testing.T) {
 }
 
 // TestPeerOverItsCapIsRefused: one key holder (one site key) may hold
-// connsPerPeer channels; the next is refused with a busy answer, and a
-// closed channel gives its place back.
+// connsPerPeer channels, one address connsPerIP; the next is refused with a
+// busy answer, and a closed channel gives its place back.
 func TestPeerOverItsCapIsRefused(t *testing.T) {
 	var logs warnCounter
 	v := startLoneVoter(t, [][]byte{key(1)}, slog.New(&logs))
-	SetConnLimits(v, 100, 100, 100, 4)
+	SetConnLimits(v, 100, 100, 100, 4, 6)
 	h := NewKeyHolder("m", [][]byte{key(1)}, nil)
 	var held []net.Conn
 	for i := range 4 {
@@ -179,14 +179,26 @@ func TestPeerOverItsCapIsRefused(t *testing.T) {
 	if n := logs.count("allocator endpoint"); n > 6 {
 		t.Fatalf("%d warnings for 20 refused channels (rate-limited to a handful)", n)
 	}
-	// Another key holder is not affected, and a closed channel frees a place.
-	if c, err := NewKeyHolder("n", [][]byte{key(1)}, nil).Conn(v); err != nil {
-		t.Fatal(err)
-	} else if code, _, err := RoundTrip(c, v.VoterHash()); err != nil || code != "" {
-		t.Fatalf("another peer: %q %v", code, err)
-	} else {
-		c.Close()
+	// Another key from the same address is not affected up to the cap per
+	// address (keys cost nothing to make): 4 + 2, then refused.
+	var others []net.Conn
+	for i := range 3 {
+		c, err := NewKeyHolder("n", [][]byte{key(1)}, nil).Conn(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		code, msg, err := RoundTrip(c, v.VoterHash())
+		switch {
+		case i < 2 && (err != nil || code != ""):
+			t.Fatalf("another key, channel %d: %q %q %v", i, code, msg, err)
+		case i == 2 && (code != codeBusy || !strings.Contains(msg, "limit 6 per address")):
+			t.Fatalf("another key over the address's cap: %q %q %v", code, msg, err)
+		}
+		others = append(others, c)
 	}
+	// A closed channel frees a place.
+	others[0].Close()
 	held[0].Close()
 	time.Sleep(100 * time.Millisecond) // the voter notices the close
 	c, err := h.Conn(v)

@@ -70,10 +70,10 @@ func RoundTrip(c net.Conn, voterHash string) (string, string, error) {
 }
 
 // SetConnLimits replaces a voter's connection caps.
-func SetConnLimits(a *Allocator, handshakes, handshakesPerIP, conns, connsPerPeer int) {
+func SetConnLimits(a *Allocator, handshakes, handshakesPerIP, conns, connsPerPeer, connsPerIP int) {
 	e := a.impl.ep
 	e.mu.Lock()
-	e.limits = connLimits{handshakes, handshakesPerIP, conns, connsPerPeer}
+	e.limits = connLimits{handshakes, handshakesPerIP, conns, connsPerPeer, connsPerIP}
 	e.mu.Unlock()
 }
 
