@@ -398,7 +398,13 @@ func (a *Agent) startCore(cfg config.Config) error {
 		return fmt.Errorf("gossip key: %w", err)
 	}
 	if keyring == nil {
-		a.log.Warn("gossip is not encrypted: set gossip.keyFile (or tfsite.key=) on every site")
+		// Validate allowed it: insecure is set.
+		a.log.Error("INSECURE (insecure: true): no gossip key: gossip is not encrypted and anyone who reaches a voter can ask it for allocations; set gossip.keyFile (or tfsite.key=) on every site")
+	}
+	allocDir := filepath.Join(cfg.StateDir, AllocStateDir)
+	siteKey, err := alloc.SiteKey(allocDir)
+	if err != nil {
+		return fmt.Errorf("site key: %w", err)
 	}
 	for _, problem := range cfg.KeyExposure() { // only with insecure: true, else Validate refused them
 		a.log.Warn("lab mode (insecure: true): gossip key exposed", "problem", problem)
@@ -414,7 +420,7 @@ func (a *Agent) startCore(cfg config.Config) error {
 	}
 	mc.Profile, mc.RejoinInterval = cfg.Gossip.Profile, time.Duration(cfg.Gossip.RejoinInterval)
 	mc.PeersFile = filepath.Join(cfg.StateDir, GossipPeersFile)
-	mc.Meta = membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: alloc.VoterSetHash(cfg.Voters)}
+	mc.Meta = membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: alloc.VoterSetHash(cfg.Voters), Key: siteKey}
 	if u, err := netip.ParseAddr(adv); err == nil {
 		mc.Meta.Underlay = u
 	}
@@ -427,7 +433,8 @@ func (a *Agent) startCore(cfg config.Config) error {
 	}
 	ac := alloc.Default()
 	ac.Site, ac.Voters, ac.Keys, ac.Pools = cfg.Site, cfg.Voters, keyring, cfg.Pools
-	ac.StateDir = filepath.Join(cfg.StateDir, AllocStateDir)
+	ac.Insecure = cfg.Insecure
+	ac.StateDir = allocDir
 	ac.RetryInterval = time.Duration(cfg.Allocator.RetryInterval)
 	m := time.Duration(max(cfg.Allocator.RaftMultiplier, 1))
 	ac.HeartbeatTimeout, ac.ElectionTimeout, ac.LeaderLeaseTimeout = m*ac.HeartbeatTimeout, m*ac.ElectionTimeout, m*ac.LeaderLeaseTimeout
@@ -436,6 +443,9 @@ func (a *Agent) startCore(cfg config.Config) error {
 		members.Close()
 		return fmt.Errorf("gossip.bindAddress: %w", err)
 	}
+	// Voters accept this site's requests only from the address it gossips
+	// from.
+	ac.SourceAddr = members.LocalAddr().Addr()
 	ac.BindAddr = netip.AddrPortFrom(bind, uint16(cfg.Allocator.BindPort))
 	if advAddr, err := netip.ParseAddr(adv); err == nil && (advAddr != bind || cfg.Allocator.AdvertisePort != 0) {
 		port := cfg.Allocator.AdvertisePort
@@ -472,7 +482,7 @@ func (a *Agent) reconcile(ctx context.Context, cfg config.Config, errc <-chan er
 	defer t.Stop()
 	for {
 		a.touch()
-		meta := membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: allocator.VoterHash(), RPC: allocator.Endpoint()}
+		meta := membership.Meta{Site: cfg.Site, Version: version.Version, VoterHash: allocator.VoterHash(), RPC: allocator.Endpoint(), Key: allocator.PublicKey(), Released: allocator.Released()}
 		if u, err := netip.ParseAddr(a.advertiseAddr(cfg)); err == nil {
 			meta.Underlay = u
 		} else {
@@ -576,7 +586,7 @@ func (a *Agent) Status(ctx context.Context) api.Status {
 		if as.Allocation != nil {
 			st.Allocation = apiAllocation(as.Allocation)
 		}
-		st.RaftState, st.Leader = as.RaftState, as.Leader
+		st.RaftState, st.Leader, st.Insecure = as.RaftState, as.Leader, as.Insecure
 		st.Problems = append(st.Problems, as.Problems...)
 		if as.Error != "" {
 			st.LastError = as.Error
@@ -639,7 +649,7 @@ func (a *Agent) Release(ctx context.Context, site string) error {
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
 	}
 	if site == cfg.Site {
-		return fmt.Errorf("%w: %q is this site; release it from another site after shutting this one down", api.ErrConflict, site)
+		return fmt.Errorf("%w: %q is this site; release it on a voter after shutting this one down", api.ErrConflict, site)
 	}
 	for _, m := range members.Members() {
 		if m.Site == site && (m.State == membership.StateAlive || m.State == membership.StateSuspect) {
@@ -649,10 +659,12 @@ func (a *Agent) Release(ctx context.Context, site string) error {
 	err := allocator.Release(ctx, site)
 	switch {
 	case err == nil:
-		a.log.Info("released allocation", "site", site)
+		a.log.Warn("allocation released by the local operator (API)", "site", site)
 		return nil
 	case errors.Is(err, alloc.ErrUnknownSite):
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, alloc.ErrRefused):
+		return fmt.Errorf("%w: %v", api.ErrConflict, err)
 	case errors.Is(err, alloc.ErrNoQuorum), errors.Is(err, alloc.ErrNoVoter):
 		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
 	}

@@ -335,6 +335,25 @@ func TestGossipKeyRotation(t *testing.T) {
 	l.stop("site-d")
 }
 
+// TestInsecureLabSaysSo: a lab run without a gossip key (insecure: true)
+// still allocates, over the Noise channel without a fleet key, and every
+// site says so in status (a flag and a problem), as it logs it.
+func TestInsecureLabSaysSo(t *testing.T) {
+	l := newLab(t, "site-a")
+	for i, n := range []string{"site-a", "site-b"} {
+		cfg := l.config(n, i+1)
+		cfg.Gossip.Key, cfg.Insecure = "", true
+		l.startConfig(cfg)
+	}
+	all := l.waitAll(60 * time.Second)
+	checkDisjoint(t, all)
+	for name, st := range all {
+		if !st.Insecure || !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.HasPrefix(p, "insecure:") }) {
+			t.Errorf("%s: insecure %v, problems %q", name, st.Insecure, st.Problems)
+		}
+	}
+}
+
 func TestNeedsConfigurationUntilReload(t *testing.T) {
 	l := newLab(t, "late")
 	full := l.config("late", 1)

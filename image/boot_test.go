@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -255,12 +257,19 @@ func TestBootImage(t *testing.T) {
 	sshPort := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	env := append(os.Environ(), "QEMU_ACCEL=tcg", fmt.Sprintf("SSH_PORT=%d", sshPort))
+	// The agent refuses to run without a gossip key (docs/config.md): give
+	// the lab one, as an operator would.
+	rawKey := make([]byte, 32)
+	if _, err := rand.Read(rawKey); err != nil {
+		t.Fatal(err)
+	}
+	gossipKey := base64.StdEncoding.EncodeToString(rawKey)
 	switch mode {
 	case "uefi":
 		// Zero touch through a NoCloud seed: a vfat volume labelled CIDATA, made without mounting.
 		dir := t.TempDir()
 		ud := filepath.Join(dir, "user-data")
-		if err := os.WriteFile(ud, []byte("#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n"), 0o644); err != nil {
+		if err := os.WriteFile(ud, []byte("#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n  gossip: {key: "+gossipKey+"}\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		seed := filepath.Join(dir, "seed.img")
@@ -272,7 +281,7 @@ func TestBootImage(t *testing.T) {
 	case "kernel":
 		// Zero touch through the kernel command line.
 		args = append(args, "--kernel")
-		env = append(env, "TFSITE_CMDLINE=tfsite.site=lab-a tfsite.voters=lab-a")
+		env = append(env, "TFSITE_CMDLINE=tfsite.site=lab-a tfsite.voters=lab-a tfsite.key="+gossipKey)
 	default:
 		t.Fatalf("TFSITE_BOOT_MODE=%q: want uefi or kernel", mode)
 	}

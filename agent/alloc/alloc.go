@@ -85,6 +85,11 @@ var (
 	ErrVoterMismatch = errors.New("voter set mismatch")
 	// ErrAuth: a peer could not prove it holds the shared key.
 	ErrAuth = errors.New("authentication failed")
+	// ErrRefused: a voter refused the request for who sent it: a site
+	// asking for another site or from an address it does not gossip from,
+	// a site not alive in gossip, a release not from a voter's operator or
+	// of a site alive in gossip (docs/allocation.md, "Trust model").
+	ErrRefused = errors.New("request refused")
 	// ErrClosed: the allocator was closed.
 	ErrClosed = errors.New("allocator closed")
 )
@@ -140,17 +145,30 @@ func ValidateSiteName(name string) error {
 	return nil
 }
 
+// KeyLen is the length of a site's static public key (Curve25519).
+const KeyLen = 32
+
 // Peer is what the allocator needs to know about another site; the
 // membership layer supplies it from gossip metadata.
 type Peer struct {
 	Site string
+	// Addr is the address the site gossips from (its memberlist node
+	// address); a voter accepts the site's allocation requests only from it.
+	Addr netip.Addr
+	// Key is the site's allocator static public key as it publishes it in
+	// gossip (nil if it publishes none).
+	Key []byte
 	// Endpoint is the site's allocator endpoint (raft + RPC); valid only for
 	// voter sites.
 	Endpoint netip.AddrPort
 	// VoterHash is the peer's VoterSetHash; "" if unknown.
 	VoterHash string
-	// Alive is false for suspect, dead and departed members.
+	// Alive is true for alive and suspect members, false for dead and
+	// departed ones.
 	Alive bool
+	// Released is what a voter publishes as Allocator.Released (0 if
+	// unknown).
+	Released uint64
 }
 
 // MemberSource is the allocator's view of the membership.

@@ -10,7 +10,7 @@ import (
 const (
 	PhaseStarting      = "starting"       // opening state
 	PhaseWaitingVoters = "waiting-voters" // no voter known through gossip yet
-	PhaseRequesting    = "requesting"     // asking a voter for an allocation
+	PhaseRequesting    = "requesting"     // asking a voter for an allocation (or refused for now: see Error)
 	PhaseAllocated     = "allocated"      // committed allocation held
 	PhaseNoQuorum      = "no-quorum"      // voters reachable but no majority: stalled, safe
 	PhaseConflict      = "conflict"       // recorded allocation or site name collides: operator action needed
@@ -35,6 +35,8 @@ type Status struct {
 	// Problems lists everything an operator should look at, e.g. peers with
 	// another voter set or the local record in conflict.
 	Problems []string `json:"problems,omitempty"`
+	// Insecure is true when the allocator runs without a fleet key.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // Allocator obtains and keeps this site's allocation. On voter sites it also
@@ -90,6 +92,22 @@ func (a *Allocator) Phase() string { return a.impl.status().Phase }
 // Endpoint is the allocator endpoint to advertise in gossip metadata (the
 // actual bound port when BindAddr had port 0); invalid on non-voters.
 func (a *Allocator) Endpoint() netip.AddrPort { return a.impl.endpoint() }
+
+// PublicKey is this site's static public key, to advertise in gossip
+// metadata (membership.Meta.Key): voters accept this site's requests only
+// from the address it gossips from, over a channel proving this key.
+func (a *Allocator) PublicKey() []byte { return a.impl.self.key.Public }
+
+// Released is, on a voter, the raft index of the last release its replica
+// applied (0 before any, and on other sites), to advertise in gossip
+// metadata: every site re-asserts its allocation when a voter's value
+// changes. Subscribe signals when it changes.
+func (a *Allocator) Released() uint64 {
+	if !a.impl.voter {
+		return 0
+	}
+	return a.impl.fsm.releasedIndex()
+}
 
 // VoterHash is Config.VoterSetHash, to advertise in gossip metadata.
 func (a *Allocator) VoterHash() string { return a.impl.hash }

@@ -144,7 +144,7 @@ func DecodeBackup(data []byte) (Backup, error) {
 		return bad("raft index %d, term %d, configuration index %d: index and term must be positive, the configuration no later than the index",
 			f.Raft.Index, f.Raft.Term, f.Raft.ConfigurationIndex)
 	}
-	sites, err := decodeSnapshot(table.Bytes())
+	sites, _, err := decodeSnapshot(table.Bytes())
 	if err != nil {
 		return bad("%v", err)
 	}
@@ -212,7 +212,7 @@ func backupFromSnapshot(meta *raft.SnapshotMeta, rc io.ReadCloser) (Backup, erro
 	if err := json.Compact(&table, data); err != nil {
 		return Backup{}, fmt.Errorf("raft snapshot %s: %w", meta.ID, err)
 	}
-	sites, err := decodeSnapshot(table.Bytes())
+	sites, _, err := decodeSnapshot(table.Bytes())
 	if err != nil {
 		return Backup{}, fmt.Errorf("raft snapshot %s: %w", meta.ID, err)
 	}

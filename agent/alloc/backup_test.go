@@ -16,7 +16,7 @@ import (
 func testBackup(t testing.TB) Backup {
 	t.Helper()
 	f := newFSM()
-	applyCmd(t, f, 5, command{Op: opAssign, Assign: []assignment{{ownerA, allocA}, {ownerB, allocB}}})
+	applyCmd(t, f, 5, command{Op: opAssign, Assign: []assignment{{Owner: ownerA, Alloc: allocA}, {Owner: ownerB, Alloc: allocB}}})
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)

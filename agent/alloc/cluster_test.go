@@ -124,7 +124,7 @@ func startSiteView(t *testing.T, name, dir string, gossipPort int, voters []stri
 	}
 	s := &site{t: t, name: name, dir: dir, m: m, a: a, done: make(chan struct{}), addr: m.LocalAddr(), ep: a.Endpoint()}
 	publish := func() {
-		meta := membership.Meta{RPC: a.Endpoint(), VoterHash: a.VoterHash(), Version: "test"}
+		meta := membership.Meta{RPC: a.Endpoint(), VoterHash: a.VoterHash(), Version: "test", Key: a.PublicKey(), Released: a.Released()}
 		if al, ok := a.Local(); ok {
 			meta.Alloc = &al
 		}
@@ -188,6 +188,26 @@ func waitAllocated(t *testing.T, timeout time.Duration, sites ...*site) []alloc.
 		out = append(out, al)
 	}
 	return out
+}
+
+// releaseWhenGone releases site on voter as its operator would: once the
+// voter's gossip no longer sees it alive (a stopped site stays alive, then
+// suspect, for a moment), which the voter checks.
+func releaseWhenGone(t *testing.T, voter *site, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := voter.a.Release(ctx, name)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, alloc.ErrRefused) || !strings.Contains(err.Error(), "alive") || time.Now().After(deadline) {
+			t.Fatalf("releasing %s on %s: %v", name, voter.name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func waitPhase(t *testing.T, s *site, phase string, timeout time.Duration) alloc.Status {
@@ -384,15 +404,17 @@ func TestExhaustedThenReleaseAllowsReuse(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s2.a.Release(ctx, "nope"); !errors.Is(err, alloc.ErrUnknownSite) {
+	if err := v.a.Release(ctx, "nope"); !errors.Is(err, alloc.ErrUnknownSite) {
 		t.Fatalf("release of an unknown site: %v", err)
 	}
-	// s1 departs for good; the operator releases it (from any site).
+	// s1 departs for good; the operator releases it, on a voter: a site
+	// that is not a voter refuses, naming the voters.
 	s1Alloc, _ := s1.a.Local()
 	s1.stop()
-	if err := s2.a.Release(ctx, "s1"); err != nil {
-		t.Fatal(err)
+	if err := s2.a.Release(ctx, "s1"); !errors.Is(err, alloc.ErrRefused) || !strings.Contains(err.Error(), "on one of [v]") {
+		t.Fatalf("release on a site that is not a voter: %v", err)
 	}
+	releaseWhenGone(t, v, "s1")
 	got := waitAllocated(t, 30*time.Second, s2)[0]
 	if got.ASN != s1Alloc.ASN || got.Pod != s1Alloc.Pod {
 		t.Fatalf("released values not reused: got %v, s1 had %v", got, s1Alloc)
@@ -424,7 +446,7 @@ func TestDuplicateSiteNameRefused(t *testing.T) {
 	// A second node (own state dir, own node id) claims site "s".
 	dup := startSite(t, "s", "", voters, []string{v.gossip()})
 	st := waitPhase(t, dup, alloc.PhaseConflict, 30*time.Second)
-	if !strings.Contains(st.Error, "held by another node") || st.Allocation != nil {
+	if !strings.Contains(st.Error, "two nodes use one site name") || st.Allocation != nil {
 		t.Fatalf("duplicate site status %+v", st)
 	}
 	if al, _ := s.a.Local(); al != orig {
@@ -468,6 +490,14 @@ func TestConfigValidate(t *testing.T) {
 	c.Site, c.Voters, c.StateDir = "v", []string{"v"}, t.TempDir()
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "advertise") {
 		t.Fatalf("voter with 0.0.0.0 and no advertise address accepted: %v", err)
+	}
+	// No fleet key: refused unless Insecure says so.
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "keys: none") {
+		t.Fatalf("no keys accepted: %v", err)
+	}
+	c.Insecure = true
+	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "keys") {
+		t.Fatalf("Insecure without keys refused: %v", err)
 	}
 }
 

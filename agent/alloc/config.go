@@ -32,10 +32,18 @@ type Config struct {
 	// Advertise is the endpoint peers dial; default BindAddr (which must then
 	// be a specific address, not 0.0.0.0).
 	Advertise netip.AddrPort
-	// Keys authenticate raft and RPC traffic (HMAC): the first signs, any
-	// verifies. Use the gossip keyring (primary first). Empty means
-	// unauthenticated (tests and labs only).
+	// Keys are the fleet keys (use the gossip keyring, primary first): the
+	// allocator channel (Noise XXpsk3) uses the first and accepts any.
+	// Empty is refused unless Insecure is set.
 	Keys [][]byte
+	// Insecure allows running without Keys (labs only): the channel is
+	// still encrypted and bound to site keys, but anyone who reaches a
+	// voter's endpoint may ask for allocations and read the table.
+	Insecure bool
+	// SourceAddr is the address this site's connections to voters leave
+	// from: the address it gossips from, which voters check. Invalid or
+	// unspecified: the kernel picks one.
+	SourceAddr netip.Addr
 	// Pools are the ranges allocations are carved from (voters use them).
 	Pools Pools
 	// RetryInterval is how often a site without an allocation retries
@@ -118,6 +126,9 @@ func (c Config) Validate() error {
 		if len(k) < 16 {
 			add("keys[%d]: %d bytes, need at least 16", i, len(k))
 		}
+	}
+	if len(c.Keys) == 0 && !c.Insecure {
+		add("keys: none: the allocator endpoint would accept anyone; set the fleet (gossip) key, or Insecure for a lab")
 	}
 	if c.RetryInterval <= 0 || c.RequestTimeout <= 0 {
 		add("retry interval and request timeout must be positive (got %s, %s)", c.RetryInterval, c.RequestTimeout)

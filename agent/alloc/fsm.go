@@ -24,6 +24,11 @@ type record struct {
 	// holder's state dir); a second node claiming the same site name is a
 	// conflict, not a second holder.
 	Owner string `json:"owner"`
+	// Key is the site's static public key, bound at its first allocation
+	// (trust on first use): voters accept the site's requests only over a
+	// channel authenticated by it. Empty for entries committed before keys
+	// existed; the site's next re-assertion binds it.
+	Key []byte `json:"key,omitempty"`
 	// Index is the raft index that committed it.
 	Index uint64 `json:"index"`
 }
@@ -44,13 +49,17 @@ type command struct {
 type assignment struct {
 	Owner string     `json:"owner"`
 	Alloc Allocation `json:"alloc"`
+	// Key is the requester's static public key, as its channel proved it.
+	Key []byte `json:"key,omitempty"`
 }
 
 // result of one assignment or release, in command order.
 type result struct {
 	Alloc Allocation `json:"alloc"`
-	Code  string     `json:"code,omitempty"` // "" ok, else an error code (see codes)
-	Msg   string     `json:"msg,omitempty"`
+	// Index is the raft index that committed the site's entry (assign).
+	Index uint64 `json:"index,omitempty"`
+	Code  string `json:"code,omitempty"` // "" ok, else an error code (see codes)
+	Msg   string `json:"msg,omitempty"`
 }
 
 func decodeCommand(b []byte) (command, error) {
@@ -70,11 +79,36 @@ func decodeCommand(b []byte) (command, error) {
 type fsm struct {
 	mu    sync.RWMutex
 	sites map[string]record
-	// changed is signalled (coalesced) after every applied command.
-	changed chan struct{}
+	// gen is closed (and replaced) after every applied command and restore,
+	// so any number of watchers wake on a change (see watch).
+	gen chan struct{}
+	// released is the raft index of the last release that removed an
+	// entry: voters publish it in gossip, and every site re-asserts its
+	// allocation when it changes (watch.go).
+	released uint64
 }
 
-func newFSM() *fsm { return &fsm{sites: map[string]record{}, changed: make(chan struct{}, 1)} }
+func newFSM() *fsm { return &fsm{sites: map[string]record{}, gen: make(chan struct{})} }
+
+// watch returns a channel that is closed at the next change of the state.
+func (f *fsm) watch() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.gen
+}
+
+// releasedIndex is the index of the last release applied (fsm.released).
+func (f *fsm) releasedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.released
+}
+
+// changedLocked wakes the watchers; f.mu is held for writing.
+func (f *fsm) changedLocked() {
+	close(f.gen)
+	f.gen = make(chan struct{})
+}
 
 // Apply implements raft.FSM. It returns []result, or an error for an
 // undecodable entry (which then changes nothing).
@@ -85,12 +119,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer func() {
-		select {
-		case f.changed <- struct{}{}:
-		default:
-		}
-	}()
+	defer f.changedLocked()
 	var res []result
 	switch c.Op {
 	case opAssign:
@@ -105,6 +134,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 				continue
 			}
 			delete(f.sites, site)
+			f.released = l.Index
 			res = append(res, result{Alloc: r.Alloc})
 		}
 	}
@@ -119,20 +149,30 @@ func (f *fsm) assignLocked(a assignment, index uint64) result {
 	if a.Owner == "" {
 		return result{Code: codeInvalid, Msg: "assignment without owner"}
 	}
+	if a.Key != nil && len(a.Key) != KeyLen {
+		return result{Code: codeInvalid, Msg: fmt.Sprintf("assignment key of %d bytes, want %d", len(a.Key), KeyLen)}
+	}
 	if r, ok := f.sites[al.Site]; ok {
 		switch {
 		case r.Owner != a.Owner:
-			return result{Alloc: r.Alloc, Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, this node %s): two nodes use one site name, or the site was reinstalled; if the old node is gone for good run `tfsite site release %s`", al.Site, short(r.Owner), short(a.Owner), al.Site)}
+			return result{Alloc: r.Alloc, Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, this node %s): two nodes use one site name, or the site was reinstalled; if the old node is gone for good run `tfsite site release %s` on a voter", al.Site, short(r.Owner), short(a.Owner), al.Site)}
+		case r.Key != nil && !sameKey(r.Key, a.Key):
+			return result{Alloc: r.Alloc, Code: codeConflict, Msg: fmt.Sprintf("site %q is bound to another site key (%s, this node %s): its state dir was replaced or copied; if the old node is gone for good run `tfsite site release %s` on a voter", al.Site, shortKey(r.Key), shortKey(a.Key), al.Site)}
 		case r.Alloc != al:
 			return result{Alloc: r.Alloc, Code: codeConflict, Msg: fmt.Sprintf("site %q already holds %v, refusing %v", al.Site, r.Alloc, al)}
 		}
-		return result{Alloc: r.Alloc}
+		if r.Key == nil && a.Key != nil {
+			// An entry from before site keys: bind the key now.
+			r.Key = a.Key
+			f.sites[al.Site] = r
+		}
+		return result{Alloc: r.Alloc, Index: r.Index}
 	}
 	if holder, why := f.collidesLocked(al); holder != "" {
 		return result{Code: codeConflict, Msg: fmt.Sprintf("%v collides with site %q: %s", al, holder, why)}
 	}
-	f.sites[al.Site] = record{Alloc: al, Owner: a.Owner, Index: index}
-	return result{Alloc: al}
+	f.sites[al.Site] = record{Alloc: al, Owner: a.Owner, Key: a.Key, Index: index}
+	return result{Alloc: al, Index: index}
 }
 
 // collidesLocked returns a site holding a value overlapping al, if any.
@@ -197,6 +237,8 @@ func (f *fsm) table() []Allocation {
 type snapshotData struct {
 	Version int      `json:"version"`
 	Records []record `json:"records"`
+	// Released is fsm.released.
+	Released uint64 `json:"released,omitempty"`
 }
 
 const snapshotVersion = 1
@@ -205,7 +247,7 @@ const snapshotVersion = 1
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	d := snapshotData{Version: snapshotVersion, Records: make([]record, 0, len(f.sites))}
+	d := snapshotData{Version: snapshotVersion, Records: make([]record, 0, len(f.sites)), Released: f.released}
 	for _, r := range f.sites {
 		d.Records = append(d.Records, r)
 	}
@@ -226,27 +268,24 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("reading allocation snapshot: %w", err)
 	}
-	sites, err := decodeSnapshot(b)
+	sites, released, err := decodeSnapshot(b)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	f.sites = sites
+	f.sites, f.released = sites, released
+	f.changedLocked()
 	f.mu.Unlock()
-	select {
-	case f.changed <- struct{}{}:
-	default:
-	}
 	return nil
 }
 
-func decodeSnapshot(b []byte) (map[string]record, error) {
+func decodeSnapshot(b []byte) (map[string]record, uint64, error) {
 	var d snapshotData
 	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("decoding allocation snapshot: %w", err)
+		return nil, 0, fmt.Errorf("decoding allocation snapshot: %w", err)
 	}
 	if d.Version != snapshotVersion {
-		return nil, fmt.Errorf("allocation snapshot version %d, this agent reads %d: upgrade the agent", d.Version, snapshotVersion)
+		return nil, 0, fmt.Errorf("allocation snapshot version %d, this agent reads %d: upgrade the agent", d.Version, snapshotVersion)
 	}
 	sites := make(map[string]record, len(d.Records))
 	var all []Allocation
@@ -254,6 +293,10 @@ func decodeSnapshot(b []byte) (map[string]record, error) {
 	for _, r := range d.Records {
 		if err := r.Alloc.Validate(); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if r.Key != nil && len(r.Key) != KeyLen {
+			errs = append(errs, fmt.Errorf("site %q: key of %d bytes, want %d", r.Alloc.Site, len(r.Key), KeyLen))
 			continue
 		}
 		if _, dup := sites[r.Alloc.Site]; dup {
@@ -267,9 +310,9 @@ func decodeSnapshot(b []byte) (map[string]record, error) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("allocation snapshot is inconsistent, refusing it: %w", err)
+		return nil, 0, fmt.Errorf("allocation snapshot is inconsistent, refusing it: %w", err)
 	}
-	return sites, nil
+	return sites, d.Released, nil
 }
 
 type fsmSnapshot []byte

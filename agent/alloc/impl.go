@@ -33,10 +33,12 @@ type allocator struct {
 	members MemberSource
 	log     *slog.Logger
 	owner   string
+	self    identity
 	kr      keyring
-	dial    func(context.Context, netip.AddrPort) (net.Conn, error)
+	dial    dialFunc
 	voter   bool
 	hash    string
+	recheck chan struct{} // watchReleases asks the run loop to re-assert now
 
 	// voters only
 	ep    *endpoint
@@ -51,6 +53,7 @@ type allocator struct {
 
 	mu         sync.Mutex
 	rec        *Allocation // recorded (durable) allocation
+	recIndex   uint64      // raft index of rec's committed entry, as last confirmed
 	confirmed  bool        // committed state confirmed rec in this run
 	phase      string
 	lastErr    string
@@ -68,6 +71,7 @@ type allocator struct {
 
 type pending struct {
 	req   request
+	from  caller
 	resp  chan response
 	tries int
 }
@@ -96,13 +100,19 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
 	a := &allocator{
-		cfg: cfg, members: members, log: log, kr: newKeyring(cfg.Keys), dial: defaultDial,
-		voter: cfg.IsVoter(), hash: cfg.VoterSetHash(), phase: PhaseStarting,
+		cfg: cfg, members: members, log: log, kr: newKeyring(cfg.Keys), dial: dialFrom(cfg.SourceAddr),
+		voter: cfg.IsVoter(), hash: cfg.VoterSetHash(), phase: PhaseStarting, recheck: make(chan struct{}, 1),
 		allocated: make(chan struct{}), done: make(chan struct{}),
 	}
 	var err error
 	if a.owner, err = loadOrCreateOwner(cfg.StateDir); err != nil {
 		return nil, err
+	}
+	if a.self, err = loadOrCreateIdentity(cfg.StateDir, cfg.Site); err != nil {
+		return nil, err
+	}
+	if len(cfg.Keys) == 0 {
+		log.Error("INSECURE: the allocator runs without a fleet key (insecure: true): anyone who reaches a voter's endpoint can ask for allocations, exhaust the pools and read the table; set gossip.key or gossip.keyFile on every site")
 	}
 	r, found, err := readRecord(cfg.StateDir)
 	if err != nil {
@@ -141,11 +151,8 @@ func (a *allocator) openRaft() error {
 	} else if a.adv.Port() == 0 {
 		a.adv = netip.AddrPortFrom(a.adv.Addr(), bound.Port())
 	}
-	a.ep = &endpoint{
-		ln: ln, kr: a.kr, raftCh: make(chan net.Conn), handle: a.handle, dial: a.dial,
-		conns: map[net.Conn]struct{}{}, closed: make(chan struct{}),
-		onError: func(err error) { a.log.Warn("allocator endpoint", "err", err) },
-	}
+	a.ep = newEndpoint(ln, a.kr, a.self, a.log)
+	a.ep.handle, a.ep.admitRaft, a.ep.voterAt, a.ep.dial = a.handle, a.admitRaft, a.voterAt, a.dial
 	dir := filepath.Join(a.cfg.StateDir, raftDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating raft dir: %w", err)
@@ -299,6 +306,8 @@ func (a *allocator) run(ctx context.Context) error {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.worker(ctx) }()
 	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.watchReleases(ctx) }()
 	wake := a.members.Subscribe()
 	// A voter retries at once when a raft leader is elected: the first
 	// request of a starting fleet usually fails for want of one, and
@@ -352,6 +361,8 @@ func (a *allocator) run(ctx context.Context) error {
 			return nil
 		case <-leader:
 			t.Stop()
+		case <-a.recheck:
+			t.Stop()
 		case _, ok := <-churn:
 			t.Stop()
 			if !ok {
@@ -404,6 +415,9 @@ func (a *allocator) acquire(ctx context.Context) error {
 		a.setError(err, wasConfirmed)
 		return err
 	}
+	a.mu.Lock()
+	recommitted := claim != nil && a.recIndex != 0 && resp.Index != a.recIndex
+	a.mu.Unlock()
 	if claim == nil {
 		if werr := writeRecord(a.cfg.StateDir, localRecord{Owner: a.owner, Alloc: *resp.Alloc}); werr != nil {
 			// Committed but not recorded: the FSM keeps it for our owner id,
@@ -412,6 +426,8 @@ func (a *allocator) acquire(ctx context.Context) error {
 			return werr
 		}
 		a.log.Info("allocation committed", "site", a.cfg.Site, "asn", resp.Alloc.ASN, "pod", resp.Alloc.Pod, "service", resp.Alloc.Service, "fabric", resp.Alloc.Fabric)
+	} else if recommitted {
+		a.log.Warn("this site's allocation had been released while it was running; its values were still free and are committed again", "allocation", resp.Alloc.String())
 	} else if !wasConfirmed {
 		a.log.Info("recorded allocation confirmed", "allocation", resp.Alloc.String())
 	}
@@ -421,7 +437,7 @@ func (a *allocator) acquire(ctx context.Context) error {
 		a.rec = &al
 		close(a.allocated)
 	}
-	a.confirmed = true
+	a.confirmed, a.recIndex = true, resp.Index
 	a.phase, a.lastErr = PhaseAllocated, ""
 	a.mu.Unlock()
 	a.notify()
@@ -439,12 +455,15 @@ func (a *allocator) setError(err error, allocated bool) {
 		phase = PhaseVoterMismatch
 	case errors.Is(err, ErrNoVoter):
 		phase = PhaseWaitingVoters
+	case errors.Is(err, ErrRefused) && !allocated:
+		phase = PhaseRequesting
 	case allocated:
 		// Held and recorded; only re-verification failed for now.
 		phase = PhaseAllocated
 	}
 	a.mu.Lock()
-	changed := a.phase != phase || a.lastErr != err.Error()
+	msg := err.Error()
+	changed := a.phase != phase || a.lastErr != msg
 	if phase == PhaseConflict && a.phase != PhaseConflict {
 		a.log.Error("allocation conflict: operator action needed", "site", a.cfg.Site, "err", err)
 	} else if changed && phase == PhaseWaitingVoters {
@@ -452,7 +471,7 @@ func (a *allocator) setError(err error, allocated bool) {
 	} else if changed {
 		a.log.Warn("allocation not (re)confirmed", "site", a.cfg.Site, "phase", phase, "err", err)
 	}
-	a.phase, a.lastErr = phase, err.Error()
+	a.phase, a.lastErr = phase, msg
 	a.mu.Unlock()
 	if changed {
 		a.notify()
@@ -466,6 +485,7 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 	type target struct {
 		site string
 		ep   netip.AddrPort
+		key  []byte
 	}
 	var targets []target
 	mismatch := 0
@@ -477,7 +497,7 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 			mismatch++
 			continue
 		}
-		targets = append(targets, target{p.Site, p.Endpoint})
+		targets = append(targets, target{p.Site, p.Endpoint, a.voterKey(p.Site)})
 	}
 	rand.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
 	a.mu.Lock()
@@ -504,9 +524,9 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 		var resp response
 		var err error
 		if t.site == a.cfg.Site && a.voter {
-			resp = a.handle(ctx, req)
+			resp = a.handle(ctx, req, a.localCaller())
 		} else {
-			resp, err = call(ctx, a.dial, a.kr, t.ep, req)
+			resp, err = call(ctx, a.dial, a.kr, a.self, t.ep, t.key, req)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("voter %s: %w", t.site, err))
@@ -523,11 +543,15 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 				// Try the leader next: at the endpoint gossip shows, else
 				// where the answering voter says it is.
 				ep, ok := a.voterEndpoint(resp.Leader)
+				key := a.voterKey(resp.Leader)
 				if !ok && resp.LeaderEndpoint.IsValid() {
 					ep, ok = resp.LeaderEndpoint, true
 				}
+				if key == nil {
+					key = resp.LeaderKey
+				}
 				if ok {
-					targets = slices.Insert(targets, i+1, target{resp.Leader, ep})
+					targets = slices.Insert(targets, i+1, target{resp.Leader, ep, key})
 				}
 			}
 			errs = append(errs, fmt.Errorf("voter %s: not the leader (leader %s)", t.site, resp.Leader))
@@ -548,8 +572,9 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 	return response{}, fmt.Errorf("%w: no voter leader answered: %w", ErrNoQuorum, errors.Join(errs...))
 }
 
-// handle serves one request on a voter (from the network or locally).
-func (a *allocator) handle(ctx context.Context, req request) response {
+// handle serves one request on a voter, from the network or from this agent
+// (from says which).
+func (a *allocator) handle(ctx context.Context, req request, from caller) response {
 	if req.VoterHash != a.hash {
 		return response{Code: codeVoterMismatch, Msg: fmt.Sprintf("voter %s is configured with voters [%s] (hash %s) but site %s with hash %s: make the voters list identical on every site", a.cfg.Site, strings.Join(a.cfg.Voters, " "), a.hash, req.Site, req.VoterHash)}
 	}
@@ -558,19 +583,30 @@ func (a *allocator) handle(ctx context.Context, req request) response {
 		if id == "" {
 			return response{Code: codeNoQuorum, Msg: fmt.Sprintf("voter %s knows no leader (election in progress or no majority of [%s] reachable)", a.cfg.Site, strings.Join(a.cfg.Voters, " "))}
 		}
-		resp := response{Code: codeNotLeader, Leader: string(id)}
+		resp := response{Code: codeNotLeader, Leader: string(id), LeaderKey: a.voterKey(string(id))}
 		if ep, ok := a.voterEndpoint(string(id)); ok {
 			resp.LeaderEndpoint = ep
 		}
 		return resp
 	}
-	if req.Op == rpcTable {
+	switch req.Op {
+	case rpcTable:
 		if err := a.readBarrier(); err != nil {
 			return response{Code: codeNoQuorum, Msg: fmt.Sprintf("leader %s: %v", a.cfg.Site, err)}
 		}
 		return response{Table: a.fsm.table()}
+	case rpcRelease:
+		if err := a.mayRelease(req.Site, from); err != nil {
+			a.refused("release", req.Site, from, err)
+			return response{Code: codeOf(err), Msg: err.Error()}
+		}
+	case rpcAllocate:
+		if err := a.checkRequester(ctx, from, req.Site); err != nil {
+			a.refused("allocate", req.Site, from, err)
+			return response{Code: codeOf(err), Msg: err.Error()}
+		}
 	}
-	p := &pending{req: req, resp: make(chan response, 1)}
+	p := &pending{req: req, from: from, resp: make(chan response, 1)}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
 	select {
@@ -666,7 +702,7 @@ func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pen
 			} else {
 				p.resp <- response{Code: res[i].Code, Msg: res[i].Msg}
 				if res[i].Code == "" {
-					a.log.Warn("allocation released by operator", "site", p.req.Site, "allocation", res[i].Alloc.String())
+					a.log.Warn("allocation released", "site", p.req.Site, "allocation", res[i].Alloc.String(), "by", p.from.String())
 				}
 			}
 		}
@@ -682,31 +718,39 @@ func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pen
 			continue
 		}
 		inBatch[site] = true
-		if r, ok := a.fsm.get(site); ok {
-			switch {
-			case r.Owner != p.req.Owner:
-				p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, requester %s): two nodes use one site name, or the site was reinstalled without its state dir; if the old node is gone for good run `tfsite site release %s`", site, short(r.Owner), short(p.req.Owner), site)}
-			case p.req.Claim != nil && *p.req.Claim != r.Alloc:
-				p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q holds %v in the committed state but its record says %v", site, r.Alloc, *p.req.Claim)}
-			default:
-				al := r.Alloc
-				p.resp <- response{Alloc: &al}
-			}
+		if err := a.checkBinding(site, p.from.key); err != nil {
+			p.resp <- response{Code: codeOf(err), Msg: err.Error()}
 			continue
 		}
 		var al Allocation
-		if p.req.Claim != nil {
+		r, held := a.fsm.get(site)
+		switch {
+		case held && r.Owner != p.req.Owner:
+			p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, requester %s): two nodes use one site name, or the site was reinstalled without its state dir; if the old node is gone for good run `tfsite site release %s` on a voter", site, short(r.Owner), short(p.req.Owner), site)}
+			continue
+		case held && p.req.Claim != nil && *p.req.Claim != r.Alloc:
+			p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q holds %v in the committed state but its record says %v", site, r.Alloc, *p.req.Claim)}
+			continue
+		case held && r.Key != nil:
+			al := r.Alloc
+			p.resp <- response{Alloc: &al, Index: r.Index}
+			continue
+		case held:
+			// Held from before site keys: commit the same values with the
+			// key, which binds it.
+			al = r.Alloc
+		case p.req.Claim != nil:
 			al = *p.req.Claim
 			ps := al.Prefixes()
 			pl.hold(al.ASN, ps[:]...)
-		} else {
+		default:
 			var err error
 			if al, err = pl.assign(site); err != nil {
 				p.resp <- response{Code: codeOf(err), Msg: err.Error()}
 				continue
 			}
 		}
-		cmd.Assign = append(cmd.Assign, assignment{Owner: p.req.Owner, Alloc: al})
+		cmd.Assign = append(cmd.Assign, assignment{Owner: p.req.Owner, Alloc: al, Key: p.from.key})
 		inCmd = append(inCmd, p)
 	}
 	if len(inCmd) == 0 {
@@ -722,7 +766,7 @@ func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pen
 		switch {
 		case r.Code == "":
 			al := r.Alloc
-			p.resp <- response{Alloc: &al}
+			p.resp <- response{Alloc: &al, Index: r.Index}
 		case r.Code == codeConflict && p.req.Claim == nil && p.tries < 3:
 			// Planned from a state that moved on: plan again.
 			p.tries++
@@ -813,13 +857,14 @@ func (a *allocator) release(ctx context.Context, site string) error {
 	if err := ValidateSiteName(site); err != nil {
 		return err
 	}
+	if !a.voter {
+		return fmt.Errorf("%w: releases are accepted only from the operator of a voter: run `tfsite site release %s` on one of [%s]", ErrRefused, site, strings.Join(a.cfg.Voters, " "))
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
-	if a.voter {
-		// An operator often releases right after restarting a voter: wait
-		// out the election under way instead of failing at once.
-		a.awaitLeader(ctx)
-	}
+	// An operator often releases right after restarting a voter: wait
+	// out the election under way instead of failing at once.
+	a.awaitLeader(ctx)
 	_, err := a.send(ctx, request{Op: rpcRelease, Site: site, VoterHash: a.hash})
 	if err != nil {
 		return fmt.Errorf("releasing site %s: %w", site, err)
@@ -855,7 +900,7 @@ func (a *allocator) awaitLeader(ctx context.Context) {
 
 func (a *allocator) status() Status {
 	a.mu.Lock()
-	s := Status{Site: a.cfg.Site, Phase: a.phase, Error: a.lastErr, Voter: a.voter, VoterHash: a.hash}
+	s := Status{Site: a.cfg.Site, Phase: a.phase, Error: a.lastErr, Voter: a.voter, VoterHash: a.hash, Insecure: len(a.kr) == 0}
 	if a.rec != nil {
 		al := *a.rec
 		s.Allocation = &al
@@ -880,6 +925,9 @@ func (a *allocator) status() Status {
 		s.Problems = append(s.Problems, s.Error)
 	}
 	s.Problems = append(s.Problems, a.raftProblems()...)
+	if s.Insecure {
+		s.Problems = append(s.Problems, "insecure: the allocator runs without a fleet key: anyone who reaches a voter can ask for allocations; set gossip.key or gossip.keyFile on every site")
+	}
 	return s
 }
 

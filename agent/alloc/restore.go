@@ -130,7 +130,7 @@ func checkRecordAgainst(stateDir string, b Backup) error {
 	if err != nil || !found {
 		return err
 	}
-	sites, err := decodeSnapshot(b.table)
+	sites, _, err := decodeSnapshot(b.table)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}

@@ -3,9 +3,6 @@ package alloc
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,38 +10,23 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
+	"strings"
+	"syscall"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
-// Wire protocol of the allocator endpoint (one TCP port on voters):
-//
-//	client → server  "TFA2" nonceC[16]
-//	server → client  nonceS[16] HMAC(ks, "tfsite-alloc server" nonceC nonceS)
-//	client → server  HMAC(kc, "tfsite-alloc client" nonceC nonceS)
-//	then, sealed     kind[1], and everything else on the connection
-//
-// ks and kc are the keys the server and the client sign with (their primary
-// keys, derived from the gossip keys); both sides accept any key of their
-// ring, so a key rotation works as memberlist's does. After the MACs every
-// byte is sealed with AES-256-GCM in records (sealedConn), under keys derived
-// from ks, kc and both nonces: a peer without the key is refused, and an
-// on-path attacker can neither read nor alter raft or allocation traffic.
-// kind 'R' hands the connection to raft's NetworkTransport; kind 'A' carries
-// allocation RPC: length-prefixed (uint32 big-endian) JSON request and
-// response frames. With no keys (lab mode) MACs are all-zero and checked as
-// such, and nothing is sealed.
+// Allocation RPC: a connection of kind 'A' on the allocator channel
+// (noise.go) carries length-prefixed (uint32 big-endian) JSON request and
+// response frames, one response per request, in order.
 
 const (
-	handshakeMagic = "TFA2"
-	kindRaft       = 'R'
-	kindRPC        = 'A'
-	nonceLen       = 16
-	macLen         = sha256.Size
-	maxFrame       = 1 << 20
-	handshakeTime  = 10 * time.Second
+	// maxRequestFrame bounds what a voter reads from a peer: requests are a
+	// few hundred bytes.
+	maxRequestFrame = 16 << 10
+	// maxResponseFrame bounds what a site reads from a voter it
+	// authenticated: the table of a full fleet (~150 bytes per site) fits
+	// many times over.
+	maxResponseFrame = 8 << 20
 )
 
 // Error codes carried in responses and FSM results.
@@ -56,6 +38,8 @@ const (
 	codeNotLeader     = "not_leader"
 	codeVoterMismatch = "voter_mismatch"
 	codeInvalid       = "invalid"
+	codeRefused       = "refused"
+	codeBusy          = "busy"
 	codeInternal      = "internal"
 )
 
@@ -73,6 +57,8 @@ func codeOf(err error) string {
 		return codeNoQuorum
 	case errors.Is(err, ErrVoterMismatch):
 		return codeVoterMismatch
+	case errors.Is(err, ErrRefused):
+		return codeRefused
 	case errors.Is(err, errNotLeader):
 		return codeNotLeader
 	}
@@ -81,7 +67,7 @@ func codeOf(err error) string {
 
 var (
 	errNotLeader = errors.New("not the leader")
-	errPeerGone  = errors.New("peer hung up")
+	errOversized = errors.New("oversized frame")
 )
 
 // errorOf turns a code and message back into an error wrapping the sentinel.
@@ -100,6 +86,11 @@ func errorOf(code, msg string) error {
 		s = ErrNoQuorum
 	case codeVoterMismatch:
 		s = ErrVoterMismatch
+	case codeRefused:
+		s = ErrRefused
+	case codeBusy:
+		// Over a voter's connection cap: transient, like a busy leader.
+		s = ErrNoQuorum
 	case codeNotLeader:
 		s = errNotLeader
 	default:
@@ -108,7 +99,7 @@ func errorOf(code, msg string) error {
 	if msg == "" {
 		return s
 	}
-	return fmt.Errorf("%w: %s", s, msg)
+	return fmt.Errorf("%w: %s", s, strings.TrimPrefix(msg, s.Error()+": "))
 }
 
 // RPC operations.
@@ -118,6 +109,9 @@ const (
 	rpcTable    = "table"
 )
 
+// request is one RPC. Who sends it is not part of it: the channel proves
+// the requesting site's name and key (noise.go), and a voter checks them
+// against the request (authz.go).
 type request struct {
 	Op        string      `json:"op"`
 	Site      string      `json:"site"`
@@ -127,7 +121,9 @@ type request struct {
 }
 
 type response struct {
-	Alloc  *Allocation  `json:"alloc,omitempty"`
+	Alloc *Allocation `json:"alloc,omitempty"`
+	// Index is the raft index of Alloc's entry (allocate answers).
+	Index  uint64       `json:"index,omitempty"`
 	Table  []Allocation `json:"table,omitempty"`
 	Code   string       `json:"code,omitempty"`
 	Msg    string       `json:"msg,omitempty"`
@@ -136,6 +132,9 @@ type response struct {
 	// voter knows it (with code not_leader), for a site whose own gossip
 	// view lacks the leader (e.g. it once declared it dead under load).
 	LeaderEndpoint netip.AddrPort `json:"leaderEndpoint,omitzero"`
+	// LeaderKey is the leader's static public key as the answering voter
+	// knows it (with code not_leader), to authenticate it at that endpoint.
+	LeaderKey []byte `json:"leaderKey,omitempty"`
 }
 
 func decodeRequest(b []byte) (request, error) {
@@ -176,16 +175,19 @@ func decodeResponse(b []byte) (response, error) {
 			return r, fmt.Errorf("allocation response: %w", err)
 		}
 	}
+	if r.LeaderKey != nil && len(r.LeaderKey) != KeyLen {
+		return r, fmt.Errorf("allocation response: leader key of %d bytes, want %d", len(r.LeaderKey), KeyLen)
+	}
 	return r, nil
 }
 
-func writeFrame(w io.Writer, v any) error {
+func writeFrame(w io.Writer, v any, limit int) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if len(b) > maxFrame {
-		return fmt.Errorf("frame of %d bytes exceeds %d", len(b), maxFrame)
+	if len(b) > limit {
+		return fmt.Errorf("%w: %d bytes, limit %d", errOversized, len(b), limit)
 	}
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
@@ -195,334 +197,34 @@ func writeFrame(w io.Writer, v any) error {
 	return nil
 }
 
-func readFrame(r io.Reader) ([]byte, error) {
+// readFrame reads one frame of at most limit bytes. The buffer grows with
+// the bytes that really arrive, so a header announcing a large frame costs
+// nothing until its bytes come.
+func readFrame(r io.Reader, limit int) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return nil, fmt.Errorf("frame of %d bytes exceeds %d", n, maxFrame)
+	if n > uint32(limit) {
+		return nil, fmt.Errorf("%w: %d bytes announced, limit %d", errOversized, n, limit)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
 		return nil, err
+	}
+	if len(b) != int(n) {
+		return nil, io.ErrUnexpectedEOF
 	}
 	return b, nil
 }
 
-// keyring derives the allocator's MAC keys from the gossip keys, so the
-// same secret never serves two protocols directly.
-type keyring [][]byte
+// dialFunc opens a TCP connection to a voter endpoint.
+type dialFunc func(ctx context.Context, addr netip.AddrPort) (net.Conn, error)
 
-func newKeyring(keys [][]byte) keyring {
-	var kr keyring
-	for _, k := range keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte("tfsite allocator endpoint v1"))
-		kr = append(kr, m.Sum(nil))
-	}
-	return kr
-}
-
-func (kr keyring) mac(key []byte, label string, nc, ns []byte) []byte {
-	if key == nil {
-		return make([]byte, macLen)
-	}
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(label))
-	m.Write(nc)
-	m.Write(ns)
-	return m.Sum(nil)
-}
-
-// sign MACs with the primary key and returns the key it used (nil without
-// keys).
-func (kr keyring) sign(label string, nc, ns []byte) (mac, key []byte) {
-	if len(kr) > 0 {
-		key = kr[0]
-	}
-	return kr.mac(key, label, nc, ns), key
-}
-
-// verify reports whether got is the MAC of any key of the ring and returns
-// that key (nil without keys).
-func (kr keyring) verify(label string, nc, ns, got []byte) ([]byte, bool) {
-	if len(kr) == 0 {
-		return nil, hmac.Equal(got, make([]byte, macLen))
-	}
-	for _, k := range kr {
-		if hmac.Equal(got, kr.mac(k, label, nc, ns)) {
-			return k, true
-		}
-	}
-	return nil, false
-}
-
-// seal wraps conn after a handshake signed with ks (server) and kc
-// (client); without keys it is conn itself.
-func seal(conn net.Conn, server bool, ks, kc, nc, ns []byte) (net.Conn, error) {
-	if ks == nil || kc == nil {
-		return conn, nil
-	}
-	c2s, s2c := sessionKeys(ks, kc, nc, ns)
-	if server {
-		return newSealedConn(conn, c2s, s2c)
-	}
-	return newSealedConn(conn, s2c, c2s)
-}
-
-const (
-	labelServer = "tfsite-alloc server"
-	labelClient = "tfsite-alloc client"
-)
-
-// clientHandshake authenticates conn to the server, announces kind and
-// returns the sealed connection to use from now on. The deadline is the
-// caller's (set on conn) or handshakeTime.
-func (kr keyring) clientHandshake(conn net.Conn, kind byte) (net.Conn, error) {
-	conn.SetDeadline(time.Now().Add(handshakeTime))
-	defer conn.SetDeadline(time.Time{})
-	return kr.clientHandshakeNoDeadline(conn, kind)
-}
-
-func (kr keyring) clientHandshakeNoDeadline(conn net.Conn, kind byte) (net.Conn, error) {
-	nc := make([]byte, nonceLen)
-	rand.Read(nc)
-	if _, err := conn.Write(append([]byte(handshakeMagic), nc...)); err != nil {
-		return nil, fmt.Errorf("allocator handshake: %w", err)
-	}
-	buf := make([]byte, nonceLen+macLen)
-	if _, err := io.ReadFull(conn, buf); err != nil {
-		return nil, fmt.Errorf("allocator handshake with %s: %w (wrong key, or not a tfsite voter of this version)", conn.RemoteAddr(), err)
-	}
-	ns, smac := buf[:nonceLen], buf[nonceLen:]
-	ks, ok := kr.verify(labelServer, nc, ns, smac)
-	if !ok {
-		return nil, fmt.Errorf("%w: voter %s does not hold our key", ErrAuth, conn.RemoteAddr())
-	}
-	cmac, kc := kr.sign(labelClient, nc, ns)
-	if _, err := conn.Write(cmac); err != nil {
-		return nil, fmt.Errorf("allocator handshake: %w", err)
-	}
-	sc, err := seal(conn, false, ks, kc, nc, ns)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := sc.Write([]byte{kind}); err != nil {
-		return nil, fmt.Errorf("allocator handshake: %w", err)
-	}
-	return sc, nil
-}
-
-// serverHandshake authenticates a client and returns the sealed connection
-// and the connection kind.
-func (kr keyring) serverHandshake(conn net.Conn) (net.Conn, byte, error) {
-	conn.SetDeadline(time.Now().Add(handshakeTime))
-	defer conn.SetDeadline(time.Time{})
-	buf := make([]byte, len(handshakeMagic)+nonceLen)
-	if _, err := io.ReadFull(conn, buf); err != nil {
-		return nil, 0, err
-	}
-	if string(buf[:len(handshakeMagic)]) != handshakeMagic {
-		return nil, 0, fmt.Errorf("%s: not a tfsite allocator client of this version (magic %q, want %q)", conn.RemoteAddr(), buf[:len(handshakeMagic)], handshakeMagic)
-	}
-	nc := buf[len(handshakeMagic):]
-	ns := make([]byte, nonceLen)
-	rand.Read(ns)
-	smac, ks := kr.sign(labelServer, nc, ns)
-	if _, err := conn.Write(append(ns, smac...)); err != nil {
-		return nil, 0, err
-	}
-	cmac := make([]byte, macLen)
-	if _, err := io.ReadFull(conn, cmac); err != nil {
-		// Usually a client that gave up (overload) or found our key wrong.
-		return nil, 0, fmt.Errorf("%w: %w: %s closed during handshake: %v", ErrAuth, errPeerGone, conn.RemoteAddr(), err)
-	}
-	kc, ok := kr.verify(labelClient, nc, ns, cmac)
-	if !ok {
-		return nil, 0, fmt.Errorf("%w: %s does not hold our key", ErrAuth, conn.RemoteAddr())
-	}
-	sc, err := seal(conn, true, ks, kc, nc, ns)
-	if err != nil {
-		return nil, 0, err
-	}
-	kind := make([]byte, 1)
-	if _, err := io.ReadFull(sc, kind); err != nil {
-		return nil, 0, fmt.Errorf("%w: %w: %s: %v", ErrAuth, errPeerGone, conn.RemoteAddr(), err)
-	}
-	return sc, kind[0], nil
-}
-
-// endpoint is the voter's listener: it authenticates every connection and
-// routes it to raft (through streamLayer) or to the RPC handler.
-type endpoint struct {
-	ln      net.Listener
-	kr      keyring
-	raftCh  chan net.Conn
-	handle  func(ctx context.Context, req request) response
-	onError func(error)
-	dial    func(ctx context.Context, addr netip.AddrPort) (net.Conn, error)
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
-}
-
-func (e *endpoint) serve(ctx context.Context) {
-	defer e.wg.Done()
-	for {
-		c, err := e.ln.Accept()
-		if err != nil {
-			select {
-			case <-e.closed:
-				return
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			e.onError(fmt.Errorf("allocator endpoint accept: %w", err))
-			select {
-			case <-time.After(100 * time.Millisecond):
-				continue
-			case <-e.closed:
-				return
-			}
-		}
-		if !e.track(c) {
-			c.Close()
-			return
-		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.serveConn(ctx, c)
-		}()
-	}
-}
-
-func (e *endpoint) track(c net.Conn) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	select {
-	case <-e.closed:
-		return false
-	default:
-	}
-	e.conns[c] = struct{}{}
-	return true
-}
-
-func (e *endpoint) untrack(c net.Conn) {
-	e.mu.Lock()
-	delete(e.conns, c)
-	e.mu.Unlock()
-}
-
-func (e *endpoint) serveConn(ctx context.Context, raw net.Conn) {
-	c, kind, err := e.kr.serverHandshake(raw)
-	if err != nil {
-		if errors.Is(err, ErrAuth) && !errors.Is(err, errPeerGone) {
-			e.onError(err) // a peer with the wrong key: worth a warning
-		}
-		e.untrack(raw)
-		raw.Close()
-		return
-	}
-	switch kind {
-	case kindRaft:
-		e.untrack(raw) // raft owns it now; the transport closes it
-		select {
-		case e.raftCh <- c:
-		case <-e.closed:
-			c.Close()
-		}
-		return
-	case kindRPC:
-	default:
-		e.onError(fmt.Errorf("allocator endpoint: %s asked for unknown kind %q", c.RemoteAddr(), kind))
-		e.untrack(raw)
-		c.Close()
-		return
-	}
-	defer func() { e.untrack(raw); c.Close() }()
-	br := bufio.NewReader(c)
-	for {
-		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
-		b, err := readFrame(br)
-		if err != nil {
-			return
-		}
-		c.SetReadDeadline(time.Time{})
-		var resp response
-		req, err := decodeRequest(b)
-		if err != nil {
-			resp = response{Code: codeInvalid, Msg: err.Error()}
-		} else {
-			resp = e.handle(ctx, req)
-		}
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := writeFrame(c, resp); err != nil {
-			return
-		}
-	}
-}
-
-func (e *endpoint) close() {
-	e.once.Do(func() {
-		close(e.closed)
-		e.ln.Close()
-		e.mu.Lock()
-		for c := range e.conns {
-			c.Close()
-		}
-		e.mu.Unlock()
-	})
-	e.wg.Wait()
-}
-
-// streamLayer adapts the endpoint to raft.StreamLayer.
-type streamLayer struct {
-	e *endpoint
-}
-
-func (s *streamLayer) Accept() (net.Conn, error) {
-	select {
-	case c := <-s.e.raftCh:
-		return c, nil
-	case <-s.e.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (s *streamLayer) Close() error   { return nil } // the endpoint owns the listener
-func (s *streamLayer) Addr() net.Addr { return s.e.ln.Addr() }
-
-func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ap, err := netip.ParseAddrPort(string(address))
-	if err != nil {
-		return nil, fmt.Errorf("raft peer %q has no known endpoint yet", address)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c, err := s.e.dial(ctx, ap)
-	if err != nil {
-		return nil, err
-	}
-	sc, err := s.e.kr.clientHandshake(c, kindRaft)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return sc, nil
-}
-
-// call performs one RPC to a voter endpoint.
-func call(ctx context.Context, dial func(context.Context, netip.AddrPort) (net.Conn, error), kr keyring, addr netip.AddrPort, req request) (response, error) {
+// call performs one RPC to the voter at addr, whose static key is want,
+// as self.
+func call(ctx context.Context, dial dialFunc, kr keyring, self identity, addr netip.AddrPort, want []byte, req request) (response, error) {
 	c, err := dial(ctx, addr)
 	if err != nil {
 		return response{}, err
@@ -535,21 +237,40 @@ func call(ctx context.Context, dial func(context.Context, netip.AddrPort) (net.C
 	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	sc, err := kr.clientHandshakeNoDeadline(c, kindRPC)
+	sc, err := kr.initiate(c, self, kindRPC, want)
 	if err != nil {
 		return response{}, err
 	}
-	if err := writeFrame(sc, req); err != nil {
+	if err := writeFrame(sc, req, maxRequestFrame); err != nil {
 		return response{}, fmt.Errorf("sending to voter %s: %w", addr, err)
 	}
-	b, err := readFrame(bufio.NewReader(sc))
+	b, err := readFrame(bufio.NewReader(sc), maxResponseFrame)
 	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			return response{}, fmt.Errorf("voter %s closed the connection without answering: it does not hold our fleet key, refused this site's key, or is shutting down (see its log)", addr)
+		}
 		return response{}, fmt.Errorf("reading from voter %s: %w", addr, err)
 	}
 	return decodeResponse(b)
 }
 
-func defaultDial(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr.String())
+// dialFrom returns a dialFunc whose connections leave from src (when
+// valid and of the target's family): a voter accepts a site's requests only
+// from the address the site gossips from.
+func dialFrom(src netip.Addr) dialFunc {
+	var plain, bound net.Dialer
+	if src.IsValid() && !src.IsUnspecified() {
+		bound.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	return func(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+		if bound.LocalAddr != nil && src.Unmap().Is4() == addr.Addr().Unmap().Is4() {
+			c, err := bound.DialContext(ctx, "tcp", addr.String())
+			if !errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return c, err
+			}
+			// Not an address of this host (an advertise address behind
+			// NAT): let the kernel choose.
+		}
+		return plain.DialContext(ctx, "tcp", addr.String())
+	}
 }

@@ -2,75 +2,18 @@ package alloc
 
 import (
 	"bytes"
-	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"net"
+	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
-// handshake runs a client and server handshake over a real loopback TCP
-// connection and returns the server's view and the client's error.
-func handshake(t *testing.T, server, client keyring) (byte, error, error) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type sres struct {
-		kind byte
-		err  error
-	}
-	ch := make(chan sres, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			ch <- sres{0, err}
-			return
-		}
-		defer c.Close()
-		_, k, err := server.serverHandshake(c)
-		ch <- sres{k, err}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, cerr := client.clientHandshake(c, kindRPC)
-	c.Close()
-	s := <-ch
-	return s.kind, s.err, cerr
-}
-
-func TestHandshake(t *testing.T) {
-	k1, k2 := newKeyring([][]byte{key(1)}), newKeyring([][]byte{key(2)})
-	if kind, serr, cerr := handshake(t, k1, k1); serr != nil || cerr != nil || kind != kindRPC {
-		t.Fatalf("same key: kind %q server %v client %v", kind, serr, cerr)
-	}
-	// Key rotation (as with memberlist: install the new key everywhere,
-	// then switch primaries): each side signs with its primary and accepts
-	// any key of its ring.
-	if _, serr, cerr := handshake(t, newKeyring([][]byte{key(2), key(1)}), newKeyring([][]byte{key(1), key(2)})); serr != nil || cerr != nil {
-		t.Fatalf("rotation: server %v client %v", serr, cerr)
-	}
-	_, _, cerr := handshake(t, k1, k2)
-	if !errors.Is(cerr, ErrAuth) {
-		t.Fatalf("wrong key: client error %v, want ErrAuth", cerr)
-	}
-	// A keyless client against a keyed server is refused by the server.
-	_, serr, _ := handshake(t, k1, newKeyring(nil))
-	if serr == nil {
-		t.Fatal("keyed server accepted a keyless client")
-	}
-}
-
 func TestErrorCodesRoundTrip(t *testing.T) {
-	for _, s := range []error{ErrExhausted, ErrConflict, ErrUnknownSite, ErrNoQuorum, ErrVoterMismatch} {
+	for _, s := range []error{ErrExhausted, ErrConflict, ErrUnknownSite, ErrNoQuorum, ErrVoterMismatch, ErrRefused} {
 		err := errorOf(codeOf(s), "detail")
 		if !errors.Is(err, s) || !strings.Contains(err.Error(), "detail") {
 			t.Errorf("%v → %v", s, err)
@@ -81,10 +24,10 @@ func TestErrorCodesRoundTrip(t *testing.T) {
 func TestFrames(t *testing.T) {
 	var buf bytes.Buffer
 	req := request{Op: rpcAllocate, Site: "a", Owner: ownerA, Claim: &allocA, VoterHash: "h"}
-	if err := writeFrame(&buf, req); err != nil {
+	if err := writeFrame(&buf, req, maxRequestFrame); err != nil {
 		t.Fatal(err)
 	}
-	b, err := readFrame(&buf)
+	b, err := readFrame(&buf, maxRequestFrame)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +35,18 @@ func TestFrames(t *testing.T) {
 	if err != nil || got.Site != "a" || *got.Claim != allocA {
 		t.Fatalf("%+v %v", got, err)
 	}
-	huge := []byte{0xff, 0xff, 0xff, 0xff}
-	if _, err := readFrame(bytes.NewReader(huge)); err == nil {
-		t.Fatal("oversized frame accepted")
+	// A header announcing more than the limit is refused before any byte
+	// of the body is read or buffered.
+	huge := []byte{0, 0x10, 0, 1}
+	if _, err := readFrame(bytes.NewReader(huge), maxRequestFrame); !errors.Is(err, errOversized) {
+		t.Fatalf("oversized frame: %v", err)
 	}
-	_ = context.Background
-	_ = time.Second
+	if _, err := readFrame(bytes.NewReader([]byte{0, 0, 0, 9, '{', '}'}), maxRequestFrame); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated frame: %v", err)
+	}
+	if err := writeFrame(&buf, strings.Repeat("x", maxRequestFrame), maxRequestFrame); !errors.Is(err, errOversized) {
+		t.Fatalf("writing an oversized frame: %v", err)
+	}
 }
 
 func FuzzDecodeRequest(f *testing.F) {
@@ -122,11 +71,14 @@ func FuzzDecodeRequest(f *testing.F) {
 func FuzzDecodeResponse(f *testing.F) {
 	b, _ := json.Marshal(response{Alloc: &allocA, Table: []Allocation{allocA, allocB}})
 	f.Add(b)
-	f.Add([]byte(`{"code":"not_leader","leader":"v1"}`))
+	f.Add([]byte(`{"code":"not_leader","leader":"v1","leaderKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeResponse(data)
 		if err == nil && r.Alloc != nil && r.Alloc.Validate() != nil {
 			t.Fatal("accepted invalid allocation")
+		}
+		if err == nil && r.LeaderKey != nil && len(r.LeaderKey) != KeyLen {
+			t.Fatal("accepted a bad leader key")
 		}
 		_ = errorOf(r.Code, r.Msg)
 	})
@@ -134,10 +86,11 @@ func FuzzDecodeResponse(f *testing.F) {
 
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 2, '{', '}'})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := readFrame(bytes.NewReader(data))
-		if err == nil && len(b) > maxFrame {
-			t.Fatal("oversized frame")
+		b, err := readFrame(bytes.NewReader(data), maxRequestFrame)
+		if err == nil && (len(b) > maxRequestFrame || len(b) != int(binary.BigEndian.Uint32(data))) {
+			t.Fatalf("frame of %d bytes", len(b))
 		}
 	})
 }

@@ -31,6 +31,7 @@ type Metrics struct {
 	allocated    bool
 	asn          uint32
 	gossipHealth int
+	insecure     bool
 	commit       histogram
 }
 
@@ -69,6 +70,7 @@ func (m *Metrics) Update(st Status) {
 		m.asn = st.Allocation.ASN
 	}
 	m.gossipHealth = st.GossipHealth
+	m.insecure = st.Insecure
 }
 
 // ObserveCommit records how long obtaining the allocation took.
@@ -128,6 +130,8 @@ func (m *Metrics) Write(w io.Writer) error {
 	e.sample("tfsite_asn", "", "", float64(m.asn))
 	e.family("tfsite_gossip_health_score", "gauge", "memberlist awareness score: 0 is healthy, higher means degraded.")
 	e.sample("tfsite_gossip_health_score", "", "", float64(m.gossipHealth))
+	e.family("tfsite_insecure", "gauge", "1 when the agent runs without a gossip key (insecure: true): its allocator accepts anyone.")
+	e.sample("tfsite_insecure", "", "", b2f(m.insecure))
 	e.family("tfsite_allocation_commit_seconds", "histogram", "Time from start of membership until this site held a committed allocation.")
 	var cum uint64
 	for i, le := range commitBuckets {

@@ -90,7 +90,7 @@ func TestMetricsParseAsPrometheusExposition(t *testing.T) {
 	}{
 		{"tfsite_members", "state", "alive", 1}, {"tfsite_members", "state", "dead", 1}, {"tfsite_members", "state", "suspect", 0},
 		{"tfsite_phase", "phase", "allocated", 1}, {"tfsite_allocated", "", "", 1}, {"tfsite_asn", "", "", 64513},
-		{"tfsite_gossip_health_score", "", "", 0},
+		{"tfsite_gossip_health_score", "", "", 0}, {"tfsite_insecure", "", "", 0},
 	} {
 		if got := gauge(t, fams, c.name, c.label, c.value); got != c.want {
 			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
@@ -99,6 +99,13 @@ func TestMetricsParseAsPrometheusExposition(t *testing.T) {
 	if strings.Contains(text, `phase="requesting"`) {
 		t.Error("old phase still exported")
 	}
+	insecure := sampleStatus()
+	insecure.Insecure = true
+	m.Update(insecure)
+	if fams, _ := scrape(t, m); gauge(t, fams, "tfsite_insecure", "", "") != 1 {
+		t.Error("an agent without a key does not export tfsite_insecure 1")
+	}
+	m.Update(sampleStatus())
 	h := fams["tfsite_allocation_commit_seconds"]
 	if h.GetType() != dto.MetricType_HISTOGRAM || len(h.GetMetric()) != 1 {
 		t.Fatalf("commit latency family: %v", h)

@@ -59,6 +59,10 @@ type Status struct {
 	LastError string `json:"lastError,omitempty"`
 	// Problems lists what an operator should look at.
 	Problems []string `json:"problems,omitempty"`
+	// Insecure is true when the agent runs without a gossip key
+	// (insecure: true): gossip is unencrypted and its allocator accepts
+	// anyone. Problems says so too.
+	Insecure bool `json:"insecure,omitempty"`
 	// ConfigSources lists where the configuration came from, in order applied.
 	ConfigSources []string `json:"configSources,omitempty"`
 	// BringUp is what `tfsite bringup` (its own process) last reported

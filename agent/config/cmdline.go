@@ -38,7 +38,7 @@ var cmdlineKeys = map[string]string{
 	"statedir":  "state directory",
 	"metrics":   "metrics host:port, or off",
 	"bringup":   "on or off: preflight, kubeadm init, TF and BGP peering",
-	"insecure":  "on or off: lab mode (an exposed gossip key is a warning, not an error)",
+	"insecure":  "on or off: lab mode (no gossip key is allowed; an exposed one is a warning, not an error)",
 }
 
 // ParseCmdline extracts the tfsite.* parameters of a kernel command line.

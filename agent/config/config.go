@@ -72,9 +72,11 @@ type Config struct {
 	// allocation: preflight, kubeadm init, TF, the guarded vrouter start and
 	// TF BGP peering (docs/bringup.md).
 	BringUp BringUp `json:"bringUp"`
-	// Insecure is lab mode: what is refused as insecure elsewhere (a gossip
-	// key file others can read, the docs' example key) is only logged as a
-	// warning at start. Never on a production site.
+	// Insecure is lab mode: the agent may run without a gossip key (gossip
+	// is then unencrypted and anyone who reaches a voter may ask it for
+	// allocations), and what is refused as insecure elsewhere (a key file
+	// others can read, the docs' example key) is only logged as a warning.
+	// Never on a production site; status and logs say so loudly.
 	Insecure bool `json:"insecure,omitempty"`
 	// Console configures the recovery console (its password).
 	Console Console `json:"console"`
@@ -302,12 +304,14 @@ func (c Config) Validate() error {
 	}
 	if g.Key != "" && g.KeyFile != "" {
 		add("gossip.key", "both key and keyFile are set; keep one")
-	} else if _, err := c.GossipKeys(); err != nil {
+	} else if keys, err := c.GossipKeys(); err != nil {
 		field := "gossip.key"
 		if g.KeyFile != "" {
 			field = "gossip.keyFile"
 		}
 		add(field, "%v", err)
+	} else if keys == nil && !c.Insecure {
+		add("gossip.key", "none configured: without a key anyone who reaches the fleet can join its gossip and ask its voters for allocations; write one key, the same on every site, into gossip.keyFile (head -c32 /dev/urandom | base64) or set gossip.key / tfsite.key=; for a lab that accepts this, set insecure: true (tfsite.insecure=on)")
 	} else if !c.Insecure {
 		for _, problem := range c.KeyExposure() {
 			errs = append(errs, fmt.Errorf("%s (or, in a lab only, set insecure: true to be warned instead)", problem))

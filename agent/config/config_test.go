@@ -15,7 +15,28 @@ func validConfig(t *testing.T) Config {
 	c := Default()
 	c.Site = "site-a"
 	c.Voters = []string{"site-a"}
+	c.Gossip.Key = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
 	return c
+}
+
+// TestValidateRefusesNoKeyUnlessInsecure: without a gossip key the agent
+// would run an allocator anyone can use; only an explicit lab setting
+// allows it.
+func TestValidateRefusesNoKeyUnlessInsecure(t *testing.T) {
+	c := validConfig(t)
+	c.Gossip.Key = ""
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "gossip.key: none configured") || !strings.Contains(err.Error(), "insecure: true") {
+		t.Fatalf("Validate() without a key = %v, want a gossip.key error naming the fix and insecure: true", err)
+	}
+	c.Insecure = true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() with insecure: true = %v", err)
+	}
+	c, err = Parse([]byte("site: a\nvoters: [a]\ninsecure: true\n"))
+	if err != nil || !c.Insecure {
+		t.Fatalf("insecure: true in YAML: %+v, %v", c.Insecure, err)
+	}
 }
 
 func TestDefaultWithSiteAndVotersIsValid(t *testing.T) {
@@ -122,7 +143,7 @@ func TestGossipKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = validConfig(t)
-	c.Gossip.KeyFile = p
+	c.Gossip.KeyFile, c.Gossip.Key = p, ""
 	if k, err := c.GossipKeys(); err != nil || len(k) != 2 || k[0][0] != 4 || k[1][0] != 5 {
 		t.Errorf("key file with two lines: got %v, %v", k, err)
 	}
@@ -134,7 +155,9 @@ func TestGossipKeys(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "both key and keyFile") {
 		t.Errorf("key and keyFile: Validate() = %v", err)
 	}
-	if k, err := validConfig(t).GossipKeys(); k != nil || err != nil {
+	c = validConfig(t)
+	c.Gossip.Key = ""
+	if k, err := c.GossipKeys(); k != nil || err != nil {
 		t.Errorf("no key: got %v, %v; want nil, nil", k, err)
 	}
 }

@@ -132,6 +132,7 @@ func TestCmdlineKeys(t *testing.T) {
 		"mgmt":      {"tfsite.mgmt=eth1 tfsite.statedir=/x", func(c Config) bool { return c.ManagementInterface == "eth1" && c.StateDir == "/x" }},
 		"key":       {"tfsite.keyfile=/k tfsite.key=abc", func(c Config) bool { return c.Gossip.Key == "abc" && c.Gossip.KeyFile == "" }},
 		"bringup":   {"tfsite.bringup=on", func(c Config) bool { return c.BringUp.Enabled }},
+		"insecure":  {"tfsite.insecure=on", func(c Config) bool { return c.Insecure }},
 		"unrelated": {"tfsitex=1 console=ttyS0 tfsite", func(c Config) bool { return c.Site == "" }},
 	} {
 		l, err := Load(context.Background(), Sources{Cmdline: write(t, dir, "cmdline-"+name, tc.cmdline)})

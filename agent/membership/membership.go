@@ -571,8 +571,9 @@ func (m *Membership) peerLocked(name string, n *memberlist.Node) (alloc.Peer, bo
 	if name == m.cfg.Site || d.err != nil || d.meta.Site != name {
 		return alloc.Peer{}, false
 	}
+	addr, _ := netip.AddrFromSlice(n.Addr)
 	return alloc.Peer{
-		Site: name, Endpoint: d.meta.RPC, VoterHash: d.meta.VoterHash,
+		Site: name, Addr: addr.Unmap(), Endpoint: d.meta.RPC, VoterHash: d.meta.VoterHash, Key: d.meta.Key, Released: d.meta.Released,
 		Alive: n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect,
 	}, true
 }

@@ -34,6 +34,14 @@ type Meta struct {
 	// Leaving is set just before a graceful leave, so peers can tell
 	// "left" from "dead" (memberlist does not expose the difference).
 	Leaving bool `json:"leaving,omitempty"`
+	// Key is the site's allocator static public key (Curve25519, 32
+	// bytes): voters bind it to the site at its first allocation and
+	// accept that site's requests only over a channel it authenticates.
+	Key []byte `json:"key,omitempty"`
+	// Released is, on voters, the raft index of the last release their
+	// replica applied (alloc.Allocator.Released): sites re-assert their
+	// allocation when it changes.
+	Released uint64 `json:"released,omitempty"`
 }
 
 const (
@@ -45,6 +53,8 @@ const (
 	tagVersion   = 6
 	tagAlloc     = 7
 	tagLeaving   = 8
+	tagKey       = 9
+	tagReleased  = 10
 )
 
 // EncodeMeta encodes m compactly; it fails if the result exceeds MetaMaxSize
@@ -85,6 +95,15 @@ func EncodeMeta(m Meta) ([]byte, error) {
 	}
 	if m.Leaving {
 		field(tagLeaving, nil)
+	}
+	if m.Key != nil {
+		if len(m.Key) != alloc.KeyLen {
+			err = errors.Join(err, fmt.Errorf("gossip metadata key is %d bytes, want %d", len(m.Key), alloc.KeyLen))
+		}
+		field(tagKey, m.Key)
+	}
+	if m.Released != 0 {
+		field(tagReleased, binary.BigEndian.AppendUint64(nil, m.Released))
 	}
 	if err != nil {
 		return nil, err
@@ -134,6 +153,18 @@ func DecodeMeta(b []byte) (Meta, error) {
 			allocRaw = v
 		case tagLeaving:
 			m.Leaving = true
+		case tagReleased:
+			if len(v) != 8 {
+				err = fmt.Errorf("released index is %d bytes, want 8", len(v))
+			} else {
+				m.Released = binary.BigEndian.Uint64(v)
+			}
+		case tagKey:
+			if len(v) != alloc.KeyLen {
+				err = fmt.Errorf("key is %d bytes, want %d", len(v), alloc.KeyLen)
+			} else {
+				m.Key = append([]byte(nil), v...)
+			}
 		}
 		if err != nil {
 			return Meta{}, fmt.Errorf("gossip metadata field %d: %w", tag, err)

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"net/netip"
 	"strings"
 	"testing"
@@ -18,6 +19,8 @@ func fullMeta() Meta {
 		Version:   strings.Repeat("v", 64),
 		Alloc: &alloc.Allocation{Site: strings.Repeat("s", 63), ASN: 4200000000,
 			Pod: netip.MustParsePrefix("fd00:1::/64"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("fd00:2::/64")},
+		Key:      bytes.Repeat([]byte{0xab}, alloc.KeyLen),
+		Released: 1 << 40,
 	}
 }
 
@@ -27,19 +30,19 @@ func TestMetaRoundTripAndSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) > MetaMaxSize/2 {
+	if len(b) > MetaMaxSize*2/3 {
 		t.Fatalf("largest realistic meta is %d bytes; keep well under %d", len(b), MetaMaxSize)
 	}
 	got, err := DecodeMeta(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Site != m.Site || got.Underlay != m.Underlay || got.BGP != m.BGP || got.RPC != m.RPC || got.VoterHash != m.VoterHash || got.Version != m.Version || *got.Alloc != *m.Alloc {
+	if got.Site != m.Site || got.Underlay != m.Underlay || got.BGP != m.BGP || got.RPC != m.RPC || got.VoterHash != m.VoterHash || got.Version != m.Version || *got.Alloc != *m.Alloc || !bytes.Equal(got.Key, m.Key) || got.Released != m.Released {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
 	}
 	// Minimal meta: just the site.
 	b, _ = EncodeMeta(Meta{Site: "a"})
-	if got, err := DecodeMeta(b); err != nil || got.Site != "a" || got.Alloc != nil || got.RPC.IsValid() {
+	if got, err := DecodeMeta(b); err != nil || got.Site != "a" || got.Alloc != nil || got.RPC.IsValid() || got.Key != nil {
 		t.Fatalf("minimal: %+v %v", got, err)
 	}
 }
@@ -57,6 +60,8 @@ func TestMetaUnknownTagSkippedAndErrors(t *testing.T) {
 		"no site":   {1},
 		"bad site":  {1, 1, 1, 'A'},
 		"bad rpc":   {1, 1, 1, 'a', 4, 3, 1, 2, 3},
+		"short key": {1, 1, 1, 'a', 9, 3, 1, 2, 3},
+		"released":  {1, 1, 1, 'a', 10, 3, 1, 2, 3},
 	} {
 		if _, err := DecodeMeta(in); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -66,6 +71,11 @@ func TestMetaUnknownTagSkippedAndErrors(t *testing.T) {
 	long.Version = strings.Repeat("v", 300)
 	if _, err := EncodeMeta(long); err == nil {
 		t.Fatal("oversized field accepted")
+	}
+	short := fullMeta()
+	short.Key = short.Key[:31]
+	if _, err := EncodeMeta(short); err == nil {
+		t.Fatal("31-byte key accepted")
 	}
 }
 
@@ -91,7 +101,7 @@ func FuzzDecodeMeta(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
-		if m2.Site != m.Site || m2.RPC != m.RPC || m2.BGP != m.BGP || m2.Underlay != m.Underlay || (m.Alloc == nil) != (m2.Alloc == nil) || m.Alloc != nil && *m.Alloc != *m2.Alloc {
+		if m2.Site != m.Site || m2.RPC != m.RPC || m2.BGP != m.BGP || m2.Underlay != m.Underlay || (m.Alloc == nil) != (m2.Alloc == nil) || m.Alloc != nil && *m.Alloc != *m2.Alloc || !bytes.Equal(m.Key, m2.Key) || m.Released != m2.Released {
 			t.Fatalf("unstable: %+v vs %+v", m, m2)
 		}
 	})

@@ -179,7 +179,9 @@ func newSiteCmd() *cobra.Command {
 to new sites. Departed sites keep their allocation until released: reusing the
 range of a site that is still running is exactly the failure tfsite prevents, so
 the agent refuses to release itself or any site gossip sees alive or suspect.
-The release is committed through the voters' quorum; without quorum it is refused.
+Run it on a voter: only a voter's operator may release, and the leader checks
+again that the site is not alive in its own gossip and logs who asked. The
+release is committed through the voters' quorum; without quorum it is refused.
 
 Examples:
   tfsite site release edge-7
@@ -189,7 +191,8 @@ Exit codes:
   1  other error
   3  the agent is not reachable on the socket
   4  the site holds no allocation
-  5  refused: the site is alive, is this site, or there is no voter quorum`,
+  5  refused: the site is alive, is this site, this site is not a voter, or
+     there is no voter quorum`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := api.NewClient(socket).Release(cmd.Context(), args[0]); err != nil {

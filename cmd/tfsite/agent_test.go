@@ -41,6 +41,13 @@ func TestAgentInvalidConfigExitsTwo(t *testing.T) {
 	if exitCode(err) != exitBadConfig || !strings.Contains(err.Error(), "site:") || !strings.Contains(err.Error(), "voters:") {
 		t.Fatalf("invalid config: exit %d, %v", exitCode(err), err)
 	}
+	// No gossip key and no insecure: true: refused, naming both fixes.
+	nokey := filepath.Join(t.TempDir(), "nokey.yaml")
+	os.WriteFile(nokey, []byte("site: a\nvoters: [a]\n"), 0o644)
+	_, err = runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--config", nokey, "--metrics", "off")
+	if exitCode(err) != exitBadConfig || !strings.Contains(err.Error(), "gossip.key: none configured") || !strings.Contains(err.Error(), "insecure: true") {
+		t.Fatalf("config without a key: exit %d, %v", exitCode(err), err)
+	}
 }
 
 func TestStatusPeersReleaseAgainstAgent(t *testing.T) {
@@ -59,6 +66,7 @@ func TestStatusPeersReleaseAgainstAgent(t *testing.T) {
 	c.Gossip.Profile = "local"
 	c.StateDir, c.APISocket, c.MetricsAddress = filepath.Join(dir, "state"), sock, ""
 	c.Underlay.Disabled = true
+	c.Gossip.Key = "c2VjcmV0c2VjcmV0MTYxNg=="
 	a, err := agent.New(c, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -104,9 +104,14 @@ Fabric, the guarded vrouter start, BGP peering) is another process, tfsite
 bringup, which reads this agent's API socket; tfsite status shows its report
 (docs/bringup.md).
 
+Without a gossip key (gossip.key, gossip.keyFile, --key-file, tfsite.key=)
+the agent refuses to start unless the configuration says insecure: true (or
+tfsite.insecure=on): a lab setting, reported in status, metrics and the log.
+
 Examples:
   # a one-site lab: this site is the only voter
-  %[1]s --site lab-a --voters lab-a --no-underlay --bind 192.0.2.10
+  head -c32 /dev/urandom | base64 > /etc/tfsite/gossip.key
+  %[1]s --site lab-a --voters lab-a --no-underlay --bind 192.0.2.10 --key-file /etc/tfsite/gossip.key
 
   # join an existing fleet through a seed, three voters
   %[1]s --config /etc/tfsite/config.yaml --seeds 10.0.0.11 --voters a,b,c
@@ -114,7 +119,8 @@ Examples:
 Exit codes:
   0  stopped by SIGINT/SIGTERM
   1  runtime failure (e.g. the gossip port is in use)
-  2  invalid configuration (every problem is listed, one per line)
+  2  invalid configuration (every problem is listed, one per line), including
+     no gossip key without insecure: true
   7  this voter's raft store is damaged: the line names it and the way out
      (move the raft dir aside; a lone voter then restores its table)
   8  this lone voter's raft store is gone but its state dir shows it held
