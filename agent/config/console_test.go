@@ -39,7 +39,7 @@ func TestConsolePasswordHashFromEachSource(t *testing.T) {
 			t.Errorf("%s: console.passwordHash = %q, want %q", name, l.Config.Console.PasswordHash, h)
 		}
 		c := l.Config
-		c.Site, c.Voters = "site-a", []string{"site-a"}
+		c.Site, c.Voters, c.Insecure = "site-a", []string{"site-a"}, true // no gossip key here
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -19,7 +19,7 @@ func TestKeyFileOpenToOthersRefusedOutsideLabMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := validConfig(t)
-	c.Gossip.KeyFile = p
+	c.Gossip.KeyFile, c.Gossip.Key = p, ""
 	for mode, bad := range map[os.FileMode]bool{0o600: false, 0o400: false, 0o640: true, 0o604: true, 0o644: true, 0o660: true} {
 		if err := os.Chmod(p, mode); err != nil {
 			t.Fatal(err)

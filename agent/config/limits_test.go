@@ -67,7 +67,7 @@ func TestLoadRefusesOversizedUserDataFromAnySeed(t *testing.T) {
 
 func TestKeyFileLimit(t *testing.T) {
 	c := validConfig(t)
-	c.Gossip.KeyFile = write(t, t.TempDir(), "gossip.key", base64.StdEncoding.EncodeToString(make([]byte, 32))+strings.Repeat("\n", MaxKeyFile))
+	c.Gossip.Key, c.Gossip.KeyFile = "", write(t, t.TempDir(), "gossip.key", base64.StdEncoding.EncodeToString(make([]byte, 32))+strings.Repeat("\n", MaxKeyFile))
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "gossip.keyFile: key file "+c.Gossip.KeyFile+" is larger than 4 KiB, the limit") {
 		t.Fatalf("Validate() = %v", err)

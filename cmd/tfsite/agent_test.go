@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -66,7 +68,9 @@ func TestStatusPeersReleaseAgainstAgent(t *testing.T) {
 	c.Gossip.Profile = "local"
 	c.StateDir, c.APISocket, c.MetricsAddress = filepath.Join(dir, "state"), sock, ""
 	c.Underlay.Disabled = true
-	c.Gossip.Key = "c2VjcmV0c2VjcmV0MTYxNg=="
+	key := make([]byte, 32)
+	crand.Read(key)
+	c.Gossip.Key = base64.StdEncoding.EncodeToString(key)
 	a, err := agent.New(c, nil)
 	if err != nil {
 		t.Fatal(err)
