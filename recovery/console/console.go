@@ -81,6 +81,8 @@ type StatusSource interface {
 type Network interface {
 	Show(lastEvents int) (netguard.Status, error)
 	Rollback(ctx context.Context) (*netguard.Pending, netguard.Event, error)
+	Salvage() (*netguard.Pending, error)
+	SetAside(actor string) (string, error)
 	Try(ctx context.Context, plan *netguard.Plan) (netguard.Outcome, error)
 	Wrap(ctx context.Context, spec netguard.WrapSpec, change func(context.Context) error) (netguard.Outcome, error)
 }

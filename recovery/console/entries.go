@@ -124,10 +124,37 @@ func (c *Console) rollback(ctx context.Context) error {
 		c.printf("Nothing pending: no guarded network change is in its window.\r\n")
 		return nil
 	}
+	if errors.Is(err, netguard.ErrCorrupt) {
+		return c.damagedRecord()
+	}
 	if err != nil {
 		return err
 	}
 	c.printf("%s\r\n", clip(netguard.FormatEvent(e), 79))
+	return nil
+}
+
+// damagedRecord is the way out of a damaged pending record for an operator
+// who may have no shell: its snapshot is restored when intact (what the boot
+// unit does); with none the file is moved aside, so that the network reset
+// entry can run.
+func (c *Console) damagedRecord() error {
+	c.printf("The record of the pending change is damaged.\r\n")
+	p, err := c.net.Salvage()
+	if err == nil {
+		c.log.Warn("console: reverted a change from its damaged record", "tty", c.cfg.TTY, "id", p.ID)
+		c.printf("Reverted %s from its intact snapshot; the damaged file is kept\r\nbeside it (`tfsite net show` lists the journal).\r\n", clip(p.ID, 40))
+		return nil
+	}
+	if !errors.Is(err, netguard.ErrNoSnapshot) {
+		return err
+	}
+	aside, err := c.net.SetAside("the console on " + c.cfg.TTY)
+	if err != nil {
+		return err
+	}
+	c.log.Warn("console: set a damaged pending record aside", "tty", c.cfg.TTY, "moved", aside)
+	c.printf("It holds no readable snapshot: nothing could be reverted. It was moved\r\nto %s.\r\nIf the host is unreachable, use entry 4 (Reset underlay to DHCP).\r\n", clip(aside, 76))
 	return nil
 }
 

@@ -33,6 +33,9 @@ var (
 	ErrNothingPending = errors.New("nothing pending")
 	ErrBusy           = errors.New("a guarded change is in progress")
 	ErrCorrupt        = errors.New("corrupt netguard record")
+	// ErrNoSnapshot is wrapped when a damaged pending record holds no
+	// snapshot that could be restored: nothing was reverted.
+	ErrNoSnapshot = errors.New("it holds no readable snapshot")
 )
 
 // Pending is the durable record of a change in its guarded window: enough
@@ -77,6 +80,9 @@ const (
 	EventConfirmed    = "confirmed"
 	EventReverted     = "reverted"
 	EventRevertFailed = "revert-failed"
+	// EventSetAside: a damaged record with nothing to restore was moved
+	// aside so that new changes (the console's network reset) can run.
+	EventSetAside = "set-aside"
 )
 
 type journalDoc struct {

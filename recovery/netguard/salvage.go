@@ -28,7 +28,7 @@ func salvagePending(data []byte) (p *Pending, removeKnown bool, err error) {
 	}
 	p = &Pending{Kind: "plan"}
 	if !salvageField(data, "snapshot", &p.Snapshot, true) {
-		return nil, false, errors.New("no readable snapshot")
+		return nil, false, ErrNoSnapshot
 	}
 	if errs := checkSnapshot(&p.Snapshot); len(errs) > 0 {
 		return nil, false, fmt.Errorf("snapshot: %s", joinOneLine(errs))
@@ -121,8 +121,53 @@ func (g *Guard) damaged(err error) error {
 }
 
 func noSnapshot(err error, path string) error {
-	return fmt.Errorf("%w; it holds no readable snapshot, so nothing was reverted: move it aside (mv %s %s.damaged), then, if the host is unreachable, use the console's \"Reset underlay to DHCP\" entry or set the address by hand",
-		err, path, path)
+	return fmt.Errorf("%w; %w, so nothing was reverted: move it aside (mv %s %s.damaged, or the console's \"Roll back network change\" entry), then, if the host is unreachable, use the console's \"Reset underlay to DHCP\" entry or set the address by hand",
+		err, ErrNoSnapshot, path, path)
+}
+
+// SetAside moves a damaged pending record that holds no readable snapshot
+// out of the way (pending.json.damaged-TIME) and journals who did it, so
+// that new guarded changes can run again: the console's way out for an
+// operator who has no shell. It refuses an intact record (revert or
+// confirm it instead), one whose snapshot is readable (Salvage restores
+// it), and while a live process guards a change.
+func (g *Guard) SetAside(actor string) (string, error) {
+	lock, err := g.store.TryLock()
+	if errors.Is(err, ErrBusy) {
+		return "", g.busyError()
+	}
+	if err != nil {
+		return "", err
+	}
+	defer lock.Unlock()
+	_, err = g.store.Pending()
+	if err == nil {
+		return "", fmt.Errorf("the pending change is not damaged: roll it back or confirm it instead")
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return "", err
+	}
+	path := g.store.path(pendingFile)
+	data, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return "", fmt.Errorf("reading %s: %w", path, rerr)
+	}
+	if _, _, serr := salvagePending(data); serr == nil {
+		return "", fmt.Errorf("%s holds an intact snapshot: restore it (tfsite net recover --salvage) instead of setting it aside", path)
+	}
+	aside := g.asideName(path)
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("moving %s aside: %w", path, err)
+	}
+	if err := atomicfile.SyncDir(g.store.Dir); err != nil {
+		g.log.Warn("syncing the state dir", "err", err)
+	}
+	_ = atomicfile.Remove(g.store.path(decisionFile))
+	if err := g.store.Record(Event{ID: "unknown", Event: EventSetAside, Reason: fmt.Sprintf("set aside by %s: damaged, no readable snapshot (moved to %s); nothing was reverted", actor, aside)}); err != nil {
+		g.log.Warn("recording the set-aside record", "err", err)
+	}
+	g.log.Warn("moved a damaged pending record with no snapshot aside", "moved", aside, "by", actor)
+	return aside, nil
 }
 
 // Salvage is Recover for the boot unit: a change left pending is reverted,
@@ -143,7 +188,7 @@ func (g *Guard) salvage(cause error) (*Pending, error) {
 	if serr != nil {
 		return nil, noSnapshot(fmt.Errorf("%w (%v)", cause, serr), path)
 	}
-	aside := path + ".damaged-" + g.now().UTC().Format("20060102T150405Z")
+	aside := g.asideName(path)
 	reason := fmt.Sprintf("salvaged from a damaged record (moved to %s): its snapshot restored; the process guarding it (pid %d) ended before confirming", aside, p.PID)
 	if !removeKnown {
 		reason += "; the links it created could not be read: look for leftovers (e.g. vhost0) with `tfsite net show`"
@@ -165,4 +210,18 @@ func (g *Guard) salvage(cause error) (*Pending, error) {
 	}
 	g.log.Warn("reverted a change from its damaged record", "id", p.ID, "moved", aside)
 	return p, nil
+}
+
+// asideName is where a damaged record is moved: path.damaged-TIME, with a
+// counter when a record was already set aside in the same second, so an
+// earlier one is never overwritten.
+func (g *Guard) asideName(path string) string {
+	base := path + ".damaged-" + g.now().UTC().Format("20060102T150405Z")
+	name := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(name); os.IsNotExist(err) {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }

@@ -114,6 +114,48 @@ func TestSalvageWithoutSnapshotRevertsNothing(t *testing.T) {
 	}
 }
 
+// SetAside moves only a damaged record with nothing to restore, never an
+// intact one or one whose snapshot Salvage could restore, and never over a
+// record set aside before.
+func TestSetAsideOnlyWhatCannotBeRestored(t *testing.T) {
+	g, k := newTestGuard(t)
+	if _, err := g.SetAside("test"); !errors.Is(err, ErrNothingPending) {
+		t.Fatalf("set aside with nothing pending: %v, want ErrNothingPending", err)
+	}
+	good, _ := json.MarshalIndent(samplePending(t), "", "  ")
+	writeRaw(t, g.Store(), good)
+	if _, err := g.SetAside("test"); err == nil || !strings.Contains(err.Error(), "not damaged") {
+		t.Fatalf("set aside of an intact record: %v, want a refusal", err)
+	}
+	writeRaw(t, g.Store(), good[:strings.Index(string(good), `"plan": `)+20])
+	if _, err := g.SetAside("test"); err == nil || !strings.Contains(err.Error(), "intact snapshot") {
+		t.Fatalf("set aside of a record with a snapshot: %v, want a refusal", err)
+	}
+	path := g.Store().path(pendingFile)
+	var moved []string
+	for range 2 {
+		writeRaw(t, g.Store(), []byte(`{"version":1,"snap`))
+		aside, err := g.SetAside("the console on ttyS0")
+		if err != nil || !strings.HasPrefix(aside, path+".damaged-") {
+			t.Fatalf("set aside: %q %v", aside, err)
+		}
+		moved = append(moved, aside)
+	}
+	if moved[0] == moved[1] {
+		t.Fatalf("the second record overwrote the first at %s", moved[0])
+	}
+	if _, err := g.Store().Pending(); !errors.Is(err, ErrNothingPending) {
+		t.Fatalf("still pending: %v", err)
+	}
+	ev, _ := g.Store().Events()
+	if last := ev[len(ev)-1]; last.Event != EventSetAside || !strings.Contains(last.Reason, "set aside by the console on ttyS0") {
+		t.Fatalf("journal %+v", last)
+	}
+	if k.restores != 0 {
+		t.Fatal("the kernel was touched")
+	}
+}
+
 func FuzzSalvagePending(f *testing.F) {
 	good, _ := json.MarshalIndent(samplePending(&testing.T{}), "", "  ")
 	f.Add(good)
