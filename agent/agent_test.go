@@ -768,3 +768,11 @@ func TestDiscoverySkipsReservedManagementLinks(t *testing.T) {
 		})
 	}
 }
+
+// Bring-up pauses on api.PhaseConflict; the phase the agent reports is the
+// allocator's, so the two names must stay one.
+func TestConflictPhaseIsTheAllocatorsPhase(t *testing.T) {
+	if alloc.PhaseConflict != api.PhaseConflict || alloc.PhaseAllocated != api.PhaseAllocated {
+		t.Fatalf("alloc phases %q/%q, api phases %q/%q", alloc.PhaseConflict, alloc.PhaseAllocated, api.PhaseConflict, api.PhaseAllocated)
+	}
+}

@@ -22,7 +22,10 @@ const (
 	PhaseDiscovering        = "discovering"
 	PhaseStarting           = "starting"
 	PhaseAllocated          = "allocated"
-	PhaseStopped            = "stopped"
+	// PhaseConflict: this site's recorded allocation (or name) is held by
+	// another site now; the values in Status.Allocation must not be used.
+	PhaseConflict = "conflict"
+	PhaseStopped  = "stopped"
 )
 
 // Peer states in Peer.State.

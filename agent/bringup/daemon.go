@@ -264,6 +264,10 @@ func (s *apiSource) Params() (kube.SiteParams, error) {
 // configures the node and vrouter with.
 var ErrNoUnderlay = errors.New("the agent has not discovered the underlay")
 
+// ErrAllocationConflict means the agent reports that another site now holds
+// this site's recorded values (or name): bring-up takes no step with them.
+var ErrAllocationConflict = errors.New("this site's allocation conflicts with another site's")
+
 // SiteFromStatus maps an agent's status onto site parameters: the site's
 // name and allocation, and the underlay interface, address and gateway that
 // discovery found. It is the one mapping both bring-up and `tfsite render
@@ -275,6 +279,9 @@ func SiteFromStatus(st api.Status) (p kube.SiteParams, err error) {
 	var errs []error
 	if al := st.Allocation; al != nil {
 		p.ASN, p.Pod, p.Service, p.Fabric = al.ASN, al.Pod, al.Service, al.Fabric
+		if st.Phase == api.PhaseConflict {
+			errs = append(errs, fmt.Errorf("%w (%s): bring-up is paused, nothing is configured with these values; `tfsite status` says which site holds them (docs/allocation.md)", ErrAllocationConflict, st.LastError))
+		}
 	} else {
 		errs = append(errs, fmt.Errorf("%w: site %q is in phase %s; wait for `tfsite status --allocated`", peering.ErrNotAllocated, st.Site, st.Phase))
 	}

@@ -153,6 +153,7 @@ func TestSiteFromStatus(t *testing.T) {
 		"no gateway":        {api.Status{Site: "alpha", Allocation: al, Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10/24"}}, []error{ErrNoUnderlay}, `gateway ""`},
 		"bare address":      {api.Status{Site: "alpha", Allocation: al, Underlay: &api.Underlay{Interface: "eth0", Address: "192.168.50.10", Gateway: "192.168.50.1"}}, []error{ErrNoUnderlay}, `address "192.168.50.10"`},
 		"nothing yet":       {api.Status{Site: "alpha", Phase: "joining"}, []error{peering.ErrNotAllocated, ErrNoUnderlay}, "joining"},
+		"conflict":          {api.Status{Site: "alpha", Phase: api.PhaseConflict, LastError: "held by beta", Allocation: al, Underlay: under}, []error{ErrAllocationConflict}, "held by beta"},
 	} {
 		p, err := SiteFromStatus(tc.st)
 		for _, want := range tc.is {
