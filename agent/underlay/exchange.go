@@ -51,16 +51,9 @@ func exchange(ctx context.Context, conn net.PacketConn, mac net.HardwareAddr, op
 		return nil, fmt.Errorf("starting DHCP client: %w", err)
 	}
 	// Closing an AF_PACKET socket waits for an RCU grace period in the
-	// kernel (packet_release -> synchronize_net, 10-20 ms): do it off the
-	// caller's path, or hand it to a child (Options.DetachSockets), which is
-	// fast and must finish before a one-shot command exits.
-	defer func() {
-		if opts.DetachSockets {
-			_ = c.Close()
-			return
-		}
-		go c.Close()
-	}()
+	// kernel (packet_release -> synchronize_net, 10-20 ms): off the
+	// caller's path, which has its answer.
+	defer func() { go c.Close() }()
 
 	prl := dhcpv4.WithRequestedOptions(requestedOptions...)
 	var ack *dhcpv4.DHCPv4

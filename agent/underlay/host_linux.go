@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"sync"
 
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
@@ -17,11 +15,9 @@ import (
 
 // netlinkHost is the Linux kernel boundary: netlink for links, routes and
 // applying; AF_PACKET sockets (nclient4) for DHCP on unconfigured links.
-type netlinkHost struct {
-	detach bool // Options.DetachSockets
-}
+type netlinkHost struct{}
 
-func newHost(opts Options) (host, error) { return netlinkHost{detach: opts.DetachSockets}, nil }
+func newHost(Options) (host, error) { return netlinkHost{}, nil }
 
 // Links lists links with the gateway of their lowest-metric IPv4 default
 // route in the main table.
@@ -106,7 +102,7 @@ var dhcpClientFilter = sync.OnceValues(func() ([]bpf.RawInstruction, error) {
 
 // Open opens a raw (AF_PACKET) socket on the link, filtered to DHCP client
 // traffic: it works on an unconfigured interface and sends broadcast frames.
-func (h netlinkHost) Open(l Link) (net.PacketConn, error) {
+func (netlinkHost) Open(l Link) (net.PacketConn, error) {
 	filter, err := dhcpClientFilter()
 	if err != nil {
 		return nil, fmt.Errorf("assembling the DHCP BPF filter: %w", err)
@@ -116,83 +112,7 @@ func (h netlinkHost) Open(l Link) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var raw net.PacketConn = pc
-	if h.detach {
-		raw = detach(pc)
-	}
-	return nclient4.NewBroadcastUDPConn(raw, &net.UDPAddr{Port: nclient4.ClientPort}), nil
-}
-
-// detachingConn gives a short-lived child process (cat, reading a pipe only
-// this conn writes to) a copy of its socket, so that closing it does not
-// release it. Releasing an AF_PACKET socket makes the kernel wait for an RCU
-// grace period (packet_release -> synchronize_net: 10-20 ms on a busy VM),
-// also when a process exits holding one. With the holder keeping the last
-// reference, that wait happens in the holder after Close has closed the
-// pipe, and a one-shot command returns as soon as it has its answer (as
-// dhclient and dhcpcd do by leaving the socket to their daemon). The holder
-// is started concurrently with the exchange; without one (no cat, spawn
-// failure) Close simply closes.
-type detachingConn struct {
-	*packet.Conn
-	ready chan struct{} // closed once the holder runs or failed to start
-	stop  *os.File      // write end of the holder's stdin: closing it ends the holder
-	once  sync.Once
-}
-
-// holderCommand is the holder: it exits at EOF on its stdin.
-var holderCommand = "cat"
-
-func detach(pc *packet.Conn) *detachingConn {
-	c := &detachingConn{Conn: pc, ready: make(chan struct{})}
-	var f *os.File
-	if sc, err := pc.SyscallConn(); err == nil {
-		_ = sc.Control(func(fd uintptr) {
-			if dup, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err == nil {
-				f = os.NewFile(uintptr(dup), "dhcp-packet-socket")
-			}
-		})
-	}
-	if f == nil {
-		close(c.ready)
-		return c
-	}
-	go func() {
-		defer close(c.ready)
-		defer f.Close()
-		path, err := exec.LookPath(holderCommand)
-		if err != nil {
-			return
-		}
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return
-		}
-		defer pr.Close()
-		cmd := exec.Command(path)
-		cmd.Stdin = pr
-		cmd.ExtraFiles = []*os.File{f}
-		// Start returns once the child has exec'd, holding its copy as fd 3.
-		if err := cmd.Start(); err != nil {
-			_ = pw.Close()
-			return
-		}
-		c.stop = pw
-		go func() { _ = cmd.Wait() }()
-	}()
-	return c
-}
-
-func (c *detachingConn) Close() error {
-	var err error
-	c.once.Do(func() {
-		<-c.ready
-		err = c.Conn.Close()
-		if c.stop != nil {
-			_ = c.stop.Close()
-		}
-	})
-	return err
+	return nclient4.NewBroadcastUDPConn(pc, &net.UDPAddr{Port: nclient4.ClientPort}), nil
 }
 
 // Apply configures the lease: MTU (option 26), the address, the on-link

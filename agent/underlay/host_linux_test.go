@@ -2,19 +2,9 @@ package underlay
 
 import (
 	"encoding/binary"
-	"net"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
-
-	"github.com/tfsite/tfsite/internal/testrig"
 )
 
 // ipv4 builds an IPv4 header (ihl words) + 8 payload bytes.
@@ -54,75 +44,5 @@ func TestDHCPClientFilter(t *testing.T) {
 		if (n > 0) != tc.pass {
 			t.Errorf("%s: filter returned %d, want pass=%v", tc.name, n, tc.pass)
 		}
-	}
-}
-
-// TestDetachingConnHolder: a detached socket is held by a child process
-// as fd 3 while open; Close ends the holder.
-func TestDetachingConnHolder(t *testing.T) {
-	testrig.RequireRoot(t)
-	ns := testrig.NewNetns(t, "udet")
-	var pc *packet.Conn
-	if err := ns.Do(func() error {
-		var err error
-		pc, err = packet.Listen(&net.Interface{Index: 1, Name: "lo"}, packet.Datagram, unix.ETH_P_IP, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	c := detach(pc)
-	<-c.ready
-	// holder finds a child of this process running holderCommand with a
-	// socket as fd 3 (read from /proc: /proc/PID/stat is "pid (comm) state ppid ...").
-	holder := func() string {
-		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-		for _, st := range stats {
-			b, err := os.ReadFile(st)
-			if err != nil {
-				continue
-			}
-			open, closing := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
-			if open < 0 || closing < open {
-				continue
-			}
-			rest := strings.Fields(string(b[closing+1:]))
-			if string(b[open+1:closing]) != holderCommand || len(rest) < 2 || rest[1] != strconv.Itoa(os.Getpid()) {
-				continue
-			}
-			pid := strings.TrimSpace(string(b[:open]))
-			if target, err := os.Readlink("/proc/" + pid + "/fd/3"); err == nil && strings.HasPrefix(target, "socket:") {
-				return pid
-			}
-		}
-		return ""
-	}
-	pid := holder()
-	if pid == "" {
-		t.Fatalf("no %s child holds the socket as fd 3", holderCommand)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for holder() != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("holder %s still running after Close", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// TestScenarioDetachSockets: Discover works with DetachSockets (as the CLI
-// runs it).
-func TestScenarioDetachSockets(t *testing.T) {
-	t.Parallel()
-	cli, srv := link2(t, "192.0.2.1/24")
-	serve(t, srv, "192.0.2.100,192.0.2.150,255.255.255.0,1h", nil)
-	res, err := discoverIn(t, cli, Options{Iface: "eth0", Timeout: 5 * time.Second, DetachSockets: true})
-	if err != nil || res.Gateway != "192.0.2.1" {
-		t.Fatalf("%+v %v", res, err)
 	}
 }

@@ -92,12 +92,6 @@ type Options struct {
 	// the network; Discover then returns ErrNAK instead of falling back, so
 	// the operator learns the pinned address is wrong.
 	RequestIP string
-	// DetachSockets gives each raw socket to a short-lived holder process
-	// (cat on a pipe, ended by Close), so the caller does not wait for the
-	// kernel's release of an AF_PACKET socket (an RCU grace period, 10-20 ms
-	// on a busy machine), also at process exit. For one-shot commands; a
-	// long-running agent leaves it off.
-	DetachSockets bool
 }
 
 // Default returns the defaults: auto interface, 10s, 3 retransmissions.

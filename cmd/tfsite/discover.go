@@ -89,9 +89,6 @@ in the order 5, 6, 4, 3. Errors are one line on stderr naming the interface.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Iface, opts.Skip, opts.Apply, opts.RequestIP = f.iface, f.skip, f.apply, f.requestIP
-			// A one-shot command: do not wait at exit for the kernel to
-			// release the raw socket (see underlay.Options.DetachSockets).
-			opts.DetachSockets = true
 			return runDiscover(cmd, opts, f)
 		},
 	}
