@@ -24,12 +24,12 @@ type Backuper interface {
 
 // backupRoute serves GET /v1/backup.
 func backupRoute(b Backend, log *slog.Logger) route {
-	return route{"GET", "/v1/backup", func(ctx context.Context, _ []string) reply {
+	return route{"GET /v1/backup", func(r *http.Request) reply {
 		bb, ok := b.(Backuper)
 		if !ok {
 			return errorReply(501, "this agent keeps no copy of the allocation table")
 		}
-		data, err := bb.Backup(ctx)
+		data, err := bb.Backup(r.Context())
 		if err != nil {
 			log.Warn("backup refused", "err", err)
 			return errorReply(statusCode(err), err.Error())

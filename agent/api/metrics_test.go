@@ -132,7 +132,7 @@ func TestMetricsParseAsPrometheusExposition(t *testing.T) {
 	if rss := gauge(t, fams, "process_resident_memory_bytes", "", ""); rss < 1<<20 {
 		t.Errorf("process_resident_memory_bytes %v: implausibly small", rss)
 	}
-	for _, name := range []string{"process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds", "go_memstats_heap_alloc_bytes", "go_gc_cycles_total"} {
+	for _, name := range []string{"process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds", "go_memstats_heap_alloc_bytes", "go_gc_duration_seconds"} {
 		if _, ok := fams[name]; !ok {
 			t.Errorf("no %s", name)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -26,10 +27,8 @@ type Backend interface {
 }
 
 // MaxRequestBody bounds a request's body. No endpoint takes one: a body up
-// to this size is read and ignored (closing on unread bytes would make the
-// kernel reset the connection before the client reads the answer), a
-// larger one is answered 413 naming the limit. A server on net/http keeps
-// it with http.MaxBytesReader.
+// to this size is read and ignored, a larger one is answered 413 naming the
+// limit.
 const MaxRequestBody = 64 << 10
 
 // ServerConfig configures the socket.
@@ -75,7 +74,7 @@ func NewServer(cfg ServerConfig, b Backend, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("setting API socket mode: %w", err)
 	}
-	return &Server{newHTTPServer(ln, routes(b, log), log, func() { _ = os.Remove(cfg.Socket) })}, nil
+	return &Server{newHTTPServer(ln, newHandler(routes(b, log)), log, func() { _ = os.Remove(cfg.Socket) })}, nil
 }
 
 // removeStaleSocket removes a socket nobody answers on; a live one is an error.
@@ -114,18 +113,18 @@ func lookupGID(group string) (int, error) {
 // routes are the API's endpoints.
 func routes(b Backend, log *slog.Logger) []route {
 	return []route{
-		{"GET", "/v1/status", func(ctx context.Context, _ []string) reply {
-			return jsonReply(200, b.Status(ctx))
+		{"GET /v1/status", func(r *http.Request) reply {
+			return jsonReply(200, b.Status(r.Context()))
 		}},
-		{"GET", "/v1/peers", func(ctx context.Context, _ []string) reply {
-			peers := b.Peers(ctx)
+		{"GET /v1/peers", func(r *http.Request) reply {
+			peers := b.Peers(r.Context())
 			if peers == nil {
 				peers = []Peer{}
 			}
 			return jsonReply(200, peers)
 		}},
-		{"GET", "/v1/bgp-peers", func(ctx context.Context, _ []string) reply {
-			peers, err := b.BGPPeers(ctx)
+		{"GET /v1/bgp-peers", func(r *http.Request) reply {
+			peers, err := b.BGPPeers(r.Context())
 			if err != nil {
 				return errorReply(statusCode(err), err.Error())
 			}
@@ -134,9 +133,9 @@ func routes(b Backend, log *slog.Logger) []route {
 			}
 			return jsonReply(200, peers)
 		}},
-		{"POST", "/v1/sites/{name}/release", func(ctx context.Context, args []string) reply {
-			name := args[0]
-			if err := b.Release(ctx, name); err != nil {
+		{"POST /v1/sites/{name}/release", func(r *http.Request) reply {
+			name := r.PathValue("name")
+			if err := b.Release(r.Context(), name); err != nil {
 				log.Warn("release refused", "site", name, "err", err)
 				return errorReply(statusCode(err), err.Error())
 			}
