@@ -63,13 +63,15 @@ else
 	# SeaBIOS is qemu's default firmware: no flash drives for it.
 	[[ "$firmware" == bios ]] ||
 		args+=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf_code" -drive "if=pflash,format=raw,file=$vars")
+	# bootindex=1: the firmware boots this, not the seed disk (mkfs.fat's boot sector would make
+	# SeaBIOS stop at "not a bootable disk").
 	case "$img:${ISO_MEDIA:-cd}" in
 	*.iso:cd) args+=(-drive "if=none,id=cd0,media=cdrom,readonly=on,file=$img" -device virtio-scsi-pci,id=scsi0
-		-device scsi-cd,drive=cd0,bus=scsi0.0) ;;
-	*.iso:disk) args+=(-drive "if=virtio,format=raw,file=$img") ;;
+		-device scsi-cd,drive=cd0,bus=scsi0.0,bootindex=1) ;;
+	*.iso:disk) args+=(-drive "if=none,id=d0,format=raw,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
 	*.iso:*) echo "boot: ISO_MEDIA=$ISO_MEDIA: want cd or disk" >&2; exit 2 ;;
-	*.qcow2) args+=(-drive "if=virtio,format=qcow2,file=$img") ;;
-	*) args+=(-drive "if=virtio,format=raw,file=$img") ;;
+	*.qcow2) args+=(-drive "if=none,id=d0,format=qcow2,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
+	*) args+=(-drive "if=none,id=d0,format=raw,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
 	esac
 fi
 if [[ -n "${TFSITE_SEED:-}" ]]; then
