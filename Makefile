@@ -34,9 +34,9 @@ test-unit: build ## go test ./... (netns/dnsmasq tests run as root, skip otherwi
 fuzz: ## run every Fuzz target for FUZZTIME each
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-boot-test: ## as root with mkosi 24.3 (CI): build the raw image, boot it under qemu, assert on the serial console; two-VM join
+boot-test: ## as root with mkosi 24.3 (CI): build the raw image and the ISO, boot them under qemu (disk; ISO BIOS/UEFI x CD/disk), assert on the serial console; two-VM join
 	@if [ "$$(id -u)" = 0 ] && mkosi --version 2>/dev/null | grep -q ' 24\.3'; then \
-	  $(MAKE) --no-print-directory test-image IMAGE_FORMATS=raw && GO=$(GO) hack/two-vm.sh; \
+	  $(MAKE) --no-print-directory test-image IMAGE_FORMATS="raw iso" && GO=$(GO) hack/two-vm.sh; \
 	elif [ -n "$$CI" ] && [ "$$CI" != false ]; then \
 	  echo "boot-test: CI must run as root with mkosi 24.3 (.ci/run runs hack/image-deps.sh)"; exit 1; \
 	else \

@@ -2,10 +2,12 @@
 # boot.sh — boot the tfsite image under qemu with the serial console on this terminal (`make boot`).
 #
 #   hack/boot.sh [IMAGE]            UEFI (OVMF) boot of a disk image (default mkosi.output/tfsite.qcow2,
-#                                   else tfsite.raw), or of the ISO when IMAGE ends in .iso
+#                                   else tfsite.raw), or of the ISO when IMAGE ends in .iso (as a CD-ROM;
+#                                   ISO_MEDIA=disk attaches it as a disk, as a USB stick written with dd)
 #   hack/boot.sh --kernel           direct kernel boot (mkosi.output/tfsite.vmlinuz + tfsite.initrd +
 #                                   the UKI's command line; no firmware, a few seconds faster)
-# Env: QEMU_MEM (1536), QEMU_SMP (2), QEMU_ACCEL (kvm when /dev/kvm works, else tcg; this host: tcg),
+# Env: QEMU_FIRMWARE (uefi: OVMF; bios: SeaBIOS, legacy boot — the ISO boots both, the disk images
+#      UEFI only), QEMU_MEM (1536), QEMU_SMP (2), QEMU_ACCEL (kvm when /dev/kvm works, else tcg; this host: tcg),
 #      TFSITE_CMDLINE (extra kernel command line, direct kernel boot only: e.g. tfsite.site=a),
 #      TFSITE_SEED (a NoCloud seed image to attach as a second disk; hack/image-seed.sh makes one),
 #      BOOT_PERSIST=1 (write to the image; default: changes are discarded, -snapshot),
@@ -27,6 +29,8 @@ if [[ -z "$accel" ]]; then
 	if [[ -w /dev/kvm ]] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi
 fi
 
+firmware=${QEMU_FIRMWARE:-uefi}
+[[ "$firmware" == uefi || "$firmware" == bios ]] || { echo "boot: QEMU_FIRMWARE=$firmware: want uefi or bios" >&2; exit 2; }
 ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars_src=/usr/share/OVMF/OVMF_VARS_4M.fd
 vars=$(mktemp /tmp/tfsite-ovmf-vars.XXXXXX)
@@ -56,12 +60,18 @@ else
 		[[ -f "$img" ]] || img=$out/tfsite.raw
 	fi
 	[[ -f "$img" ]] || { echo "boot: $img not found; run make image first" >&2; exit 1; }
-	args+=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf_code" -drive "if=pflash,format=raw,file=$vars")
-	case "$img" in
-	*.iso) args+=(-drive "if=none,id=cd0,media=cdrom,readonly=on,file=$img" -device virtio-scsi-pci,id=scsi0
-		-device scsi-cd,drive=cd0,bus=scsi0.0) ;;
-	*.qcow2) args+=(-drive "if=virtio,format=qcow2,file=$img") ;;
-	*) args+=(-drive "if=virtio,format=raw,file=$img") ;;
+	# SeaBIOS is qemu's default firmware: no flash drives for it.
+	[[ "$firmware" == bios ]] ||
+		args+=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf_code" -drive "if=pflash,format=raw,file=$vars")
+	# bootindex=1: the firmware boots this, not the seed disk (mkfs.fat's boot sector would make
+	# SeaBIOS stop at "not a bootable disk").
+	case "$img:${ISO_MEDIA:-cd}" in
+	*.iso:cd) args+=(-drive "if=none,id=cd0,media=cdrom,readonly=on,file=$img" -device virtio-scsi-pci,id=scsi0
+		-device scsi-cd,drive=cd0,bus=scsi0.0,bootindex=1) ;;
+	*.iso:disk) args+=(-drive "if=none,id=d0,format=raw,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
+	*.iso:*) echo "boot: ISO_MEDIA=$ISO_MEDIA: want cd or disk" >&2; exit 2 ;;
+	*.qcow2) args+=(-drive "if=none,id=d0,format=qcow2,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
+	*) args+=(-drive "if=none,id=d0,format=raw,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
 	esac
 fi
 if [[ -n "${TFSITE_SEED:-}" ]]; then

@@ -41,9 +41,12 @@ if [ "$have" != "$MKOSI_VERSION" ]; then
 fi
 
 # Host tools: depmod (kmod), FAT/ISO builders without mounting (dosfstools, mtools, xorriso),
-# qemu + OVMF for `make boot` and the boot test, qemu-img for qcow2.
+# GRUB for BIOS and UEFI and objcopy for the hybrid ISO (grub-pc-bin, grub-efi-amd64-bin, grub-common,
+# binutils; only GRUB's files are used: nothing is installed to this host's disk), qemu + OVMF +
+# SeaBIOS for `make boot` and the boot tests, qemu-img for qcow2.
 apt-get install -y -qq --no-install-recommends \
-	kmod dosfstools mtools cpio zstd e2fsprogs debian-archive-keyring \
-	qemu-system-x86 ovmf qemu-utils xorriso >/dev/null
+	kmod dosfstools mtools cpio zstd e2fsprogs debian-archive-keyring binutils \
+	grub-common grub-pc-bin grub-efi-amd64-bin \
+	qemu-system-x86 ovmf seabios qemu-utils xorriso >/dev/null
 
 echo "image-deps: mkosi $(dpkg-query -W -f='${Version}' mkosi), $(qemu-system-x86_64 --version | head -1)"

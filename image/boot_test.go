@@ -249,35 +249,12 @@ func TestBootImage(t *testing.T) {
 		mode = "uefi"
 	}
 	args := []string{filepath.Join(root, "hack", "boot.sh")}
-	// A free host port for the guest's sshd, so a second qemu (make boot) does not collide.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	env := append(os.Environ(), "QEMU_ACCEL=tcg", fmt.Sprintf("SSH_PORT=%d", sshPort))
-	// The agent refuses to run without a gossip key (docs/config.md): give
-	// the lab one, as an operator would.
-	rawKey := make([]byte, 32)
-	if _, err := rand.Read(rawKey); err != nil {
-		t.Fatal(err)
-	}
-	gossipKey := base64.StdEncoding.EncodeToString(rawKey)
+	env := append(os.Environ(), "QEMU_ACCEL=tcg", fmt.Sprintf("SSH_PORT=%d", freePort(t)))
+	gossipKey := labKey(t)
 	switch mode {
 	case "uefi":
-		// Zero touch through a NoCloud seed: a vfat volume labelled CIDATA, made without mounting.
-		dir := t.TempDir()
-		ud := filepath.Join(dir, "user-data")
-		if err := os.WriteFile(ud, []byte("#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n  gossip: {key: "+gossipKey+"}\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		seed := filepath.Join(dir, "seed.img")
-		if out, err := exec.Command(filepath.Join(root, "hack", "image-seed.sh"), seed, ud).CombinedOutput(); err != nil {
-			t.Fatalf("hack/image-seed.sh: %v\n%s", err, out)
-		}
 		args = append(args, raw)
-		env = append(env, "TFSITE_SEED="+seed)
+		env = append(env, "TFSITE_SEED="+labSeed(t, root, gossipKey))
 	case "kernel":
 		// Zero touch through the kernel command line.
 		args = append(args, "--kernel")
@@ -382,6 +359,44 @@ func (v *vm) consoleStatusUntil(re *regexp.Regexp, ok func(m []string) bool) err
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// labKey is a fresh gossip key: the agent refuses to run without one
+// (docs/config.md), so the lab gets one, as an operator would.
+func labKey(t *testing.T) string {
+	t.Helper()
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// labSeed makes the zero-touch configuration of a one-site lab (site lab-a, its own voter) as a
+// NoCloud seed: a vfat volume labelled CIDATA, made without mounting (hack/image-seed.sh).
+func labSeed(t *testing.T, root, gossipKey string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ud := filepath.Join(dir, "user-data")
+	if err := os.WriteFile(ud, []byte("#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n  gossip: {key: "+gossipKey+"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(dir, "seed.img")
+	if out, err := exec.Command(filepath.Join(root, "hack", "image-seed.sh"), seed, ud).CombinedOutput(); err != nil {
+		t.Fatalf("hack/image-seed.sh: %v\n%s", err, out)
+	}
+	return seed
+}
+
+// freePort is a free loopback port (for the guest's sshd forward, so VMs do not collide).
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func envOr(name, def string) string {

@@ -5,6 +5,9 @@
 image-deps: ## install the image build/boot tools (mkosi 24.3 from bookworm-backports, qemu, OVMF, ...)
 	hack/image-deps.sh
 
+IMAGE_FORMATS ?= raw qcow2 iso
+export IMAGE_FORMATS
+
 image: build ## build the appliance image: mkosi.output/tfsite.{raw,qcow2,iso} (IMAGE_FORMATS="raw qcow2 iso")
 	hack/image-build.sh
 
@@ -14,8 +17,11 @@ boot: ## boot the image under qemu, serial console here (Ctrl-a x quits; TFSITE_
 boot-kernel: ## boot the image by direct kernel boot (TFSITE_CMDLINE="tfsite.site=a tfsite.voters=a")
 	hack/boot.sh --kernel
 
-test-image: image ## build the image, boot it under qemu and assert on the serial console (CI boot test)
-	TFSITE_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 30m -run TestBootImage ./image/
+# The boot tests that apply to the formats built: the ISO's four boot paths only when it is built.
+BOOT_TESTS = TestBootImage$(if $(filter iso,$(IMAGE_FORMATS)),|TestBootISO)
+
+test-image: image ## build the image, boot it under qemu and assert on the serial console (CI: raw disk + the ISO's 4 boot paths)
+	TFSITE_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 60m -run '$(BOOT_TESTS)' ./image/
 
 test-two-vm: image ## as root: two VMs on one dnsmasq network join through kernel-command-line seeds, distinct ASNs/prefixes
 	GO=$(GO) hack/two-vm.sh
