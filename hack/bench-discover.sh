@@ -25,36 +25,17 @@ TFSITE=${TFSITE:-bin/tfsite}
 [ -x "$TFSITE" ] || { echo "bench-discover: $TFSITE missing: run make build" >&2; exit 1; }
 command -v dnsmasq >/dev/null || { echo "bench-discover: dnsmasq missing: apt-get install dnsmasq-base" >&2; exit 1; }
 
-id=$$
-SRV=tfs-bsrv-$id CLI=tfs-bcli-$id
 WORK=$(mktemp -d /tmp/bench-discover.XXXXXX)
+LAB=$(hack/lab.sh "$WORK")
 cleanup() {
-	ip netns pids "$SRV" 2>/dev/null | xargs -r kill 2>/dev/null || true
-	ip netns pids "$CLI" 2>/dev/null | xargs -r kill 2>/dev/null || true
-	ip netns del "$SRV" 2>/dev/null || true
-	ip netns del "$CLI" 2>/dev/null || true
+	"$LAB" down --dir "$WORK" || true
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-ip netns add "$SRV"
-ip netns add "$CLI"
-ip link add bva$id type veth peer name bvb$id
-ip link set bva$id netns "$SRV"
-ip link set bvb$id netns "$CLI"
-ip -n "$SRV" link set bva$id name eth0
-ip -n "$CLI" link set bvb$id name eth0
-for ns in "$SRV" "$CLI"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
-ip -n "$SRV" addr add 192.0.2.1/24 dev eth0
-
-# The same dnsmasq invocation as the tests' rig (internal/testrig/dnsmasq.go).
-ip netns exec "$SRV" dnsmasq --no-daemon --conf-file=/dev/null --no-resolv --no-hosts --port=0 \
-	--log-facility="$WORK/dnsmasq.log" --no-ping --user=root --group=root \
-	--dhcp-leasefile="$WORK/leases" --pid-file="$WORK/dnsmasq.pid" \
-	--interface=eth0 --bind-interfaces --dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h \
-	--dhcp-option=121,0.0.0.0/0,192.0.2.1 --dhcp-option=6,192.0.2.1 >"$WORK/dnsmasq.out" 2>&1 &
-for _ in $(seq 100); do grep -q "DHCP, IP range" "$WORK/dnsmasq.log" 2>/dev/null && break; sleep 0.05; done
-grep -q "DHCP, IP range" "$WORK/dnsmasq.log" || { echo "bench-discover: dnsmasq did not start:"; cat "$WORK/dnsmasq.log"; exit 1; }
+# The tests' discovery lab (internal/lab, as agent/underlay's tests use it): SRV runs dnsmasq on
+# 192.0.2.1/24, CLI's eth0 is unconfigured.
+eval "$("$LAB" up pair --prefix "tfs-b$$" --dir "$WORK" --option 121,0.0.0.0/0,192.0.2.1 --option 6,192.0.2.1)"
 
 inns() { ip netns exec "$CLI" "$@"; }
 now() { date +%s%N; }
@@ -120,7 +101,7 @@ for i in $(seq "$RUNS"); do
 		t0=$(now)
 		if ! "run_$c"; then
 			echo "bench-discover: $c run $i failed:" >&2; cat "$WORK/out" >&2
-			echo "--- dnsmasq log (tail):" >&2; tail -n 30 "$WORK/dnsmasq.log" >&2; exit 1
+			echo "--- dnsmasq log (tail):" >&2; tail -n 30 "$DNSMASQ_LOG" >&2; exit 1
 		fi
 		t1=$(now)
 		[ -s "$WORK/t1" ] && t1=$(cat "$WORK/t1")

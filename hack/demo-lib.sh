@@ -1,4 +1,4 @@
-# demo-lib.sh — shell helpers shared by hack/demo.sh and hack/demo-bgp.sh (sourced).
+# demo-lib.sh — shell helpers for hack/demo-bgp.sh (sourced); hack/demo.sh builds its lab with hack/lab.
 
 # demo_veth TMP NS_A IF_A NS_B IF_B: a veth pair between two network namespaces,
 # named IF_A in NS_A and IF_B in NS_B, both up. TMP (≤ 13 characters, unique on

@@ -28,7 +28,6 @@
 #      KEEP=1     keep the work directory (configs, logs, rendered files) for a look
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source hack/demo-lib.sh
 
 KUBE_VERSION=$(sed -n 's/^KUBE_VERSION=\(v[0-9.]*\).*/\1/p' hack/build-kube.sh)
 TFSITE=$(realpath -m "${TFSITE:-bin/tfsite}")
@@ -58,16 +57,11 @@ n=${#names[@]}
 id=$$
 prefix=tfdemo-$id
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsite-demo.XXXXXX")
-transit=$prefix-transit
+# Filled by the lab (hack/lab up sites): the namespaces, addresses and gateways of each site.
+transit=""
 declare -a ns ulns tr ulnet gw
-for i in "${!names[@]}"; do
-  ns[i]=$prefix-${names[i]}
-  ulns[i]=$prefix-${names[i]}-ul
-  tr[i]=192.168.240.$((11 + i))
-  ulnet[i]=192.168.$((11 + i))
-  gw[i]=${ulnet[i]}.1
-done
-allns=("$transit" "${ns[@]}" "${ulns[@]}")
+allns=()
+LAB=""
 pids=()
 
 cleanup() {
@@ -94,7 +88,7 @@ cleanup() {
     if [[ $try == 30 ]]; then kill -9 $left 2>/dev/null; else kill $left 2>/dev/null; fi
     sleep 0.1
   done
-  for x in "${allns[@]}"; do ip netns del "$x" 2>/dev/null; done
+  [[ -n $LAB ]] && "$LAB" down --dir "$work"
   if [[ $KEEP == 1 ]]; then echo "    kept $work"; else rm -rf "$work"; fi
   exit $rc
 }
@@ -103,40 +97,13 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------
 step "building the network: transit bridge 192.168.240.0/24, one underlay segment + dnsmasq per site"
-ip netns add "$transit"
-ip -n "$transit" link set lo up
-ip -n "$transit" link add br0 type bridge
-ip -n "$transit" link set br0 up
+# The tests' lab (internal/lab): transit bridge, per site an underlay router namespace with dnsmasq.
+LAB=$(hack/lab.sh "$work") || fail "building the lab command (hack/lab) failed"
+labenv=$("$LAB" up sites --prefix "$prefix" --dir "$work" "${names[@]}") || fail "building the network failed"
+eval "$labenv"
+allns=("$transit" "${ns[@]}" "${ulns[@]}")
 for i in "${!names[@]}"; do
-  s=${names[i]}
-  mkdir -p "$work/$s"
-  ip netns add "${ns[i]}"
-  ip netns add "${ulns[i]}"
-  ip -n "${ns[i]}" link set lo up
-  ip -n "${ulns[i]}" link set lo up
-  # underlay: site eth0 <-> underlay router eth0 (the gateway, running dnsmasq)
-  demo_veth "td${id}u$i" "${ns[i]}" eth0 "${ulns[i]}" eth0
-  ip -n "${ulns[i]}" addr add "${gw[i]}/24" dev eth0
-  # transit: site eth1 <-> bridge port p$i
-  demo_veth "td${id}t$i" "${ns[i]}" eth1 "$transit" "p$i"
-  ip -n "${ns[i]}" addr add "${tr[i]}/24" dev eth1
-  ip -n "$transit" link set "p$i" master br0
-  ip netns exec "${ulns[i]}" dnsmasq --no-daemon --conf-file=/dev/null --no-resolv --no-hosts --port=0 \
-    --log-facility=- --log-dhcp --no-ping --user=root --group=root \
-    --dhcp-leasefile="$work/$s/dnsmasq.leases" --pid-file="$work/$s/dnsmasq.pid" \
-    --interface=eth0 --bind-interfaces \
-    --dhcp-range="${ulnet[i]}.10,${ulnet[i]}.19,255.255.255.0,1h" --dhcp-option="3,${gw[i]}" \
-    >"$work/$s/dnsmasq.log" 2>&1 &
-  pids+=($!)
-  disown $!
-  info "$s: netns ${ns[i]}, underlay ${ulnet[i]}.0/24 (dnsmasq, router ${gw[i]}) on eth0, transit ${tr[i]} on eth1"
-done
-deadline=$(($(date +%s) + 30))
-for i in "${!names[@]}"; do
-  until grep -q "DHCP, IP range" "$work/${names[i]}/dnsmasq.log" 2>/dev/null; do
-    (($(date +%s) < deadline)) || fail "dnsmasq of ${names[i]} not serving after 30s: $(cat "$work/${names[i]}/dnsmasq.log")"
-    sleep 0.05
-  done
+  info "${names[i]}: netns ${ns[i]}, underlay ${ulnet[i]}.0/24 (dnsmasq, router ${gw[i]}) on eth0, transit ${tr[i]} on eth1"
 done
 
 # ---------------------------------------------------------------------------
@@ -196,7 +163,7 @@ while :; do
   for i in "${!names[@]}"; do
     s=${names[i]}
     st=$(status "$s") || { why="$s: API not answering yet"; continue; }
-    kill -0 "${pids[n + i]}" 2>/dev/null || fail "$s: the agent exited (log: $work/$s/agent.log)"
+    kill -0 "${pids[i]}" 2>/dev/null || fail "$s: the agent exited (log: $work/$s/agent.log)"
     w=$(jq -r --argjson n "$n" '
       if .allocation == null then "no allocation yet (phase \(.phase))"
       elif (.underlay.gateway // "") == "" then "underlay not discovered"

@@ -2,4 +2,4 @@
 .PHONY: demo
 
 demo: deps build kube-bins ## the main job: 3 sites in netns (DHCP underlays, agents, allocation, kubeadm dry-run, BIRD from the agents, pod pings), summary table (root)
-	TFSITE=bin/tfsite hack/demo.sh
+	GO=$(GO) TFSITE=bin/tfsite hack/demo.sh

@@ -2,4 +2,4 @@
 .PHONY: bench-discover
 
 bench-discover: build ## benchmark tfsite discover against dhclient/udhcpc/dhcpcd on the same dnsmasq (root)
-	hack/bench-discover.sh $(RUNS)
+	GO=$(GO) hack/bench-discover.sh $(RUNS)

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/tfsite/tfsite/internal/lab"
 )
 
 var lookPath = exec.LookPath
@@ -43,27 +45,15 @@ func NewNetns(t testing.TB, prefix string) *Netns {
 	RequireRoot(t)
 	sweepOnce.Do(sweepStale)
 	name := fmt.Sprintf("tfs-%s-%d-%s", prefix, os.Getpid(), shortID())
-	run(t, "ip", "netns", "add", name)
-	n := &Netns{Name: name, t: t}
+	if err := lab.CreateNetns(name); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { deleteNetns(name) })
-	n.Run("ip", "link", "set", "lo", "up")
-	return n
+	return &Netns{Name: name, t: t}
 }
 
 // deleteNetns kills whatever runs in the namespace, then deletes it.
-func deleteNetns(name string) {
-	if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
-		self := strconv.Itoa(os.Getpid())
-		for _, pid := range strings.Fields(string(out)) {
-			// A thread of this test process may sit in the namespace (Do).
-			if pid == self {
-				continue
-			}
-			_ = exec.Command("kill", "-9", pid).Run()
-		}
-	}
-	_ = exec.Command("ip", "netns", "del", name).Run()
-}
+func deleteNetns(name string) { lab.DeleteNetns(name) }
 
 var sweepOnce sync.Once
 
@@ -100,9 +90,7 @@ func ownerPID(name string) (int, bool) {
 }
 
 // Command returns an exec.Cmd that runs argv inside the namespace.
-func (n *Netns) Command(argv ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
-}
+func (n *Netns) Command(argv ...string) *exec.Cmd { return lab.Command(n.Name, argv...) }
 
 // Run runs argv inside the namespace and fails the test on error; it returns stdout.
 func (n *Netns) Run(argv ...string) string {
@@ -144,14 +132,9 @@ func (n *Netns) Do(f func() error) error {
 // both ends up. Interface names must fit 15 bytes.
 func Veth(t testing.TB, a *Netns, aName string, b *Netns, bName string) {
 	t.Helper()
-	tmpA, tmpB := "va"+shortID(), "vb"+shortID()
-	run(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
-	run(t, "ip", "link", "set", tmpA, "netns", a.Name)
-	run(t, "ip", "link", "set", tmpB, "netns", b.Name)
-	a.Run("ip", "link", "set", tmpA, "name", aName)
-	b.Run("ip", "link", "set", tmpB, "name", bName)
-	a.Run("ip", "link", "set", aName, "up")
-	b.Run("ip", "link", "set", bName, "up")
+	if err := lab.Veth("v"+shortID(), a.Name, aName, b.Name, bName); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func run(t testing.TB, argv ...string) string {
