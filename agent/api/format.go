@@ -104,11 +104,15 @@ func WritePeers(w io.Writer, peers []Peer) error {
 // Summary is the report in one phrase: the phase, then the error or what a
 // wait waits for.
 func (b *BringUp) Summary() string {
+	lab := ""
+	if b.Profile == "lab" {
+		lab = "LAB PROFILE "
+	}
 	switch {
 	case b.Error != "":
-		return b.Phase + ": " + b.Error
+		return lab + b.Phase + ": " + b.Error
 	case b.Waiting != "":
-		return b.Phase + ": " + b.Waiting
+		return lab + b.Phase + ": " + b.Waiting
 	}
-	return b.Phase
+	return lab + b.Phase
 }

@@ -96,6 +96,9 @@ type BringUp struct {
 	PeersConfigured int `json:"peersConfigured"`
 	// Updated is when the bring-up process wrote this report.
 	Updated time.Time `json:"updated,omitzero"`
+	// Profile is "lab" when preflight runs with the lab profile's lowered
+	// minimums (never on a production site); empty otherwise.
+	Profile string `json:"profile,omitempty"`
 }
 
 // BringUpStep is one step's last outcome.

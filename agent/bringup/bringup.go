@@ -92,6 +92,8 @@ type Status struct {
 	Marker string `json:"marker,omitempty"`
 	// Passes counts completed passes.
 	Passes int `json:"passes"`
+	// Profile is "lab" under the lab profile (lowered preflight minimums).
+	Profile string `json:"profile,omitempty"`
 }
 
 // BringUp is the agent's bring-up driver.
@@ -135,7 +137,7 @@ func New(cfg Config, src Source, guard Guard, log *slog.Logger) (*BringUp, error
 	return &BringUp{
 		cfg: cfg, src: src, guard: guard, log: log.With("component", "bringup"),
 		wake: make(chan struct{}, 1), closed: make(chan struct{}),
-		status: Status{Phase: PhaseWaiting, Marker: filepath.Join(cfg.StateDir, MarkerFile)},
+		status: Status{Phase: PhaseWaiting, Marker: filepath.Join(cfg.StateDir, MarkerFile), Profile: cfg.Profile},
 		last:   map[string]Step{},
 	}, nil
 }
@@ -293,6 +295,13 @@ func (b *BringUp) Pass(ctx context.Context) {
 		return
 	}
 	p.step(StepApply, true, "TF manifest applied: %d changed, %d unchanged", len(res.Changed), res.Unchanged)
+	// The cluster's health is reported, not waited for: TF's own pods are
+	// what makes the node Ready, and they come with the vrouter start.
+	if rep, err := b.clusterReport(ctx, params.NodeName, params.Pod); err != nil {
+		p.step(StepCluster, false, "not yet: %s", oneLine(err.Error()))
+	} else {
+		p.step(StepCluster, true, "%s", rep)
+	}
 
 	if !b.vrouter(ctx, p, cl, params) {
 		return
@@ -349,6 +358,13 @@ func (b *BringUp) clusterUp(ctx context.Context, p *pass, params kube.SiteParams
 		p.step(StepPreflight, true, "disabled")
 	}
 	p.phase(PhaseKubeadm)
+	did, err := b.importImages(ctx)
+	if err != nil {
+		p.fail(PhaseFailed, StepImages, err)
+		return false
+	}
+	p.step(StepImages, true, "%s", did)
+	t0 := time.Now()
 	if err := b.kubeadmInit(ctx, params); err != nil {
 		p.fail(PhaseFailed, StepKubeadm, err)
 		return false
@@ -358,7 +374,7 @@ func (b *BringUp) clusterUp(ctx context.Context, p *pass, params kube.SiteParams
 			b.cfg.Kubeconfig, filepath.Join(b.cfg.StateDir, KubeadmLogFile)))
 		return false
 	}
-	p.step(StepKubeadm, true, "kubeadm init done (%s)", b.cfg.Kubeconfig)
+	p.step(StepKubeadm, true, "kubeadm init done in %s (%s)", time.Since(t0).Round(time.Second), b.cfg.Kubeconfig)
 	return true
 }
 
@@ -373,10 +389,7 @@ func (b *BringUp) kubeadmInit(ctx context.Context, params kube.SiteParams) error
 	if err := atomicfile.Write(cfgPath, data, 0o600); err != nil {
 		return fmt.Errorf("writing kubeadm config: %w", err)
 	}
-	k := kube.Kubeadm{Path: b.cfg.Kubeadm, Log: b.log}
-	if len(b.cfg.KubeadmEnv) > 0 {
-		k.Env = append(os.Environ(), b.cfg.KubeadmEnv...)
-	}
+	k := b.kubeadm()
 	args := append([]string{"init", "--config", cfgPath}, b.cfg.KubeadmArgs...)
 	out, runErr := k.Init(ctx, cfgPath, b.cfg.KubeadmArgs...)
 	logPath := filepath.Join(b.cfg.StateDir, KubeadmLogFile)
@@ -390,11 +403,19 @@ func (b *BringUp) kubeadmInit(ctx context.Context, params kube.SiteParams) error
 			last = ": " + lines[len(lines)-1]
 		}
 		if errors.Is(runErr, kube.ErrKubeadmFailed) {
-			return fmt.Errorf("kubeadm init failed (output in %s)%s; fix the cause and run `kubeadm reset -f` before the next attempt", logPath, last)
+			return b.resetAfterFailedInit(ctx, fmt.Errorf("kubeadm init failed (output in %s)%s", logPath, last))
 		}
 		return fmt.Errorf("kubeadm init (output in %s): %w", logPath, runErr)
 	}
 	return nil
+}
+
+func (b *BringUp) kubeadm() kube.Kubeadm {
+	k := kube.Kubeadm{Path: b.cfg.Kubeadm, Log: b.log}
+	if len(b.cfg.KubeadmEnv) > 0 {
+		k.Env = append(os.Environ(), b.cfg.KubeadmEnv...)
+	}
+	return k
 }
 
 // cluster holds API clients for one version of the kubeconfig.

@@ -75,7 +75,20 @@ type Config struct {
 	ProbeTargets []string
 	// Interval between level-triggered passes.
 	Interval time.Duration
+	// Profile is config.ProfileLab when preflight runs with the lab profile's
+	// lowered minimums (reported in status); "" otherwise.
+	Profile string
+	// Images is the control-plane images archive (hack/build-kube.sh) that
+	// is imported into containerd's k8s.io namespace before kubeadm init;
+	// Images+".list" names the images it holds. A missing archive is not an
+	// error: with a registry, kubeadm pulls what is missing.
+	Images string
+	// Ctr is containerd's ctr binary (PATH is searched).
+	Ctr string
 }
+
+// DefaultImages is where the appliance image ships the control-plane images.
+const DefaultImages = "/usr/share/tfsite/kube-images.tar"
 
 // Default returns the documented defaults.
 func Default() Config {
@@ -84,6 +97,8 @@ func Default() Config {
 		Kubeconfig:   DefaultKubeconfig,
 		Kubeadm:      "kubeadm",
 		Preflight:    true,
+		Images:       DefaultImages,
+		Ctr:          "ctr",
 		GuardWindow:  DefaultGuardWindow,
 		VrouterStart: DefaultVrouterStart,
 		Interval:     DefaultInterval,

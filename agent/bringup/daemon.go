@@ -75,6 +75,10 @@ func FromConfig(cfg config.Config) Config {
 	bc.Kubeconfig, bc.Kubeadm, bc.KubeadmArgs = b.Kubeconfig, b.Kubeadm, slices.Clone(b.KubeadmArgs)
 	bc.Preflight = !b.Preflight.Skip
 	pc := kube.DefaultPreflightConfig()
+	if b.Profile == config.ProfileLab {
+		bc.Profile = config.ProfileLab
+		pc.MinMemory, pc.MinDisk = config.LabMinMemoryGiB*kube.GiB, config.LabMinDiskGB*kube.GB
+	}
 	if b.Preflight.MinMemoryGiB > 0 {
 		pc.MinMemory = b.Preflight.MinMemoryGiB * kube.GiB
 	}
@@ -200,7 +204,7 @@ func (d *Daemon) Close() { d.closeOnce.Do(d.b.Close) }
 
 // report maps a Status onto the API's report.
 func report(st Status) *api.BringUp {
-	out := &api.BringUp{Phase: st.Phase, Error: st.Error, Waiting: st.Waiting, PeersConfigured: st.PeersConfigured}
+	out := &api.BringUp{Phase: st.Phase, Error: st.Error, Waiting: st.Waiting, PeersConfigured: st.PeersConfigured, Profile: st.Profile}
 	for _, s := range st.Steps {
 		out.Steps = append(out.Steps, api.BringUpStep{Name: s.Name, OK: s.OK, Detail: s.Detail, At: s.At})
 	}

@@ -98,6 +98,9 @@ func (b BringUp) validate() []error {
 	}) {
 		errs = append(errs, fmt.Errorf("bringUp.%s: %w", fe.Field, fe.Err))
 	}
+	if b.Profile != "" && b.Profile != ProfileProduction && b.Profile != ProfileLab {
+		errs = append(errs, fmt.Errorf("bringUp.profile: %q is not a profile; use %s (the default) or %s", b.Profile, ProfileProduction, ProfileLab))
+	}
 	if b.Preflight.MinCPUs < 0 {
 		errs = append(errs, fmt.Errorf("bringUp.preflight.minCPUs: %d is negative; use 0 for the support matrix's minimum", b.Preflight.MinCPUs))
 	}

@@ -115,7 +115,22 @@ type BringUp struct {
 	ProbeTargets []string `json:"probeTargets,omitempty"`
 	// Interval is how often bring-up re-checks and converges without an event.
 	Interval Duration `json:"interval"`
+	// Profile is "production" (the default: TF's host requirements) or
+	// "lab": preflight's memory and disk minimums lowered to what a test VM
+	// has (docs/bringup.md), said loudly in status and on the console.
+	Profile string `json:"profile,omitempty"`
 }
+
+// Bring-up profiles (bringUp.profile).
+const (
+	ProfileProduction = "production"
+	ProfileLab        = "lab"
+	// LabMinMemoryGiB and LabMinDiskGB are the lab profile's preflight
+	// minimums: a 2-vCPU VM with 3 GiB runs the control plane (TF's own
+	// containers need the production minimums).
+	LabMinMemoryGiB = 2
+	LabMinDiskGB    = 4
+)
 
 // Preflight sets the host checks of bring-up; zero values take the support
 // matrix's (agent/kube/support-matrix.yaml) host minimums.

@@ -48,10 +48,13 @@ type Taint struct {
 
 // NodeRegistration is how the node registers with the cluster.
 type NodeRegistration struct {
-	Name                  string   `json:"name"`
-	CRISocket             string   `json:"criSocket"`
-	Taints                []Taint  `json:"taints"`
-	KubeletExtraArgs      []Arg    `json:"kubeletExtraArgs,omitempty"`
+	Name             string  `json:"name"`
+	CRISocket        string  `json:"criSocket"`
+	Taints           []Taint `json:"taints"`
+	KubeletExtraArgs []Arg   `json:"kubeletExtraArgs,omitempty"`
+	// ImagePullPolicy IfNotPresent: images imported from the appliance's
+	// archive are used as they are; with a registry, missing ones are pulled.
+	ImagePullPolicy       string   `json:"imagePullPolicy,omitempty"`
 	IgnorePreflightErrors []string `json:"ignorePreflightErrors,omitempty"`
 }
 
@@ -61,7 +64,20 @@ type InitConfiguration struct {
 	BootstrapTokens  []BootstrapToken `json:"bootstrapTokens,omitempty"`
 	NodeRegistration NodeRegistration `json:"nodeRegistration"`
 	LocalAPIEndpoint APIEndpoint      `json:"localAPIEndpoint"`
+	Timeouts         *Timeouts        `json:"timeouts,omitempty"`
 }
+
+// Timeouts are v1beta4's waits (Go durations as strings). kubeadm's defaults
+// (4 minutes for the control plane and kubelet) are short for a small VM or a
+// slow disk: init's static pods start in 2-3 minutes under emulation.
+type Timeouts struct {
+	ControlPlaneComponentHealthCheck string `json:"controlPlaneComponentHealthCheck,omitempty"`
+	KubeletHealthCheck               string `json:"kubeletHealthCheck,omitempty"`
+	KubernetesAPICall                string `json:"kubernetesAPICall,omitempty"`
+}
+
+// initTimeouts are tfsite's init timeouts.
+var initTimeouts = Timeouts{ControlPlaneComponentHealthCheck: "15m0s", KubeletHealthCheck: "10m0s", KubernetesAPICall: "2m0s"}
 
 // Networking holds the cluster's prefixes.
 type Networking struct {
@@ -133,8 +149,10 @@ func InitConfigs(p SiteParams) (InitConfiguration, ClusterConfiguration) {
 			// control plane. An empty list (not nil) tells kubeadm "no taints".
 			Taints:           []Taint{},
 			KubeletExtraArgs: []Arg{{Name: "node-ip", Value: addr}},
+			ImagePullPolicy:  "IfNotPresent",
 		},
 		LocalAPIEndpoint: APIEndpoint{AdvertiseAddress: addr, BindPort: int32(p.APIServerPort)},
+		Timeouts:         &initTimeouts,
 	}
 	if p.BootstrapToken != "" {
 		init.BootstrapTokens = []BootstrapToken{{

@@ -66,6 +66,12 @@ func (k Kubeadm) Init(ctx context.Context, path string, extra ...string) (string
 	return k.run(ctx, append([]string{"init", "--config", path}, extra...)...)
 }
 
+// Reset runs `kubeadm reset -f`: it undoes what a failed init left (static
+// pods, certificates, etcd's data, kubelet's config) so init can run again.
+func (k Kubeadm) Reset(ctx context.Context) (string, error) {
+	return k.run(ctx, "reset", "-f")
+}
+
 // Join runs `kubeadm join --config path` plus extra flags.
 func (k Kubeadm) Join(ctx context.Context, path string, extra ...string) (string, error) {
 	return k.run(ctx, append([]string{"join", "--config", path}, extra...)...)

@@ -60,6 +60,18 @@ func (c *Console) status(ctx context.Context) error {
 		}
 		if b := st.BringUp; b != nil {
 			c.printf("bring-up %s\r\n", clip(oneLine(b.Summary()), 70))
+			// Each step, at most two lines of 76 columns: what a real
+			// cluster's bring-up did (images, kubeadm init, TF, the cluster).
+			for _, s := range b.Steps {
+				mark := "ok"
+				if !s.OK {
+					mark = "--"
+				}
+				lines := strings.SplitN(wrap(fmt.Sprintf("%s %s: %s", mark, s.Name, oneLine(s.Detail)), 74), "\r\n", 3)
+				for _, l := range lines[:min(len(lines), 2)] {
+					c.printf("  %s\r\n", l)
+				}
+			}
 			if v := b.Vrouter; v != nil && !v.Confirmed {
 				c.printf("vrouter  REVERTED %s\r\n", clip(oneLine(v.Reason), 61))
 			}
