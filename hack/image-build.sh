@@ -71,6 +71,16 @@ for b in kubeadm kubelet kubectl; do
 		kube_missing+=("$b")
 	fi
 done
+# The control-plane images (hack/build-kube.sh: kube-apiserver, controller-manager, scheduler, proxy, etcd,
+# CoreDNS, pause) as one archive bring-up imports into containerd before kubeadm init: no registry needed.
+images_tar=${TFSITE_KUBE_IMAGES_TAR:-$(hack/build-kube.sh --print-images 2>/dev/null || true)}
+if [[ -n "$images_tar" && -f "$images_tar" && -f "${images_tar%.tar}.list" ]]; then
+	install -D -m 0644 "$images_tar" "$stage/usr/share/tfsite/kube-images.tar"
+	install -D -m 0644 "${images_tar%.tar}.list" "$stage/usr/share/tfsite/kube-images.tar.list"
+	kube_in+=("images")
+else
+	kube_missing+=("images")
+fi
 mkdir -p "$stage/usr/lib/tfsite"
 # The subcommands the image's units and scripts ask has-subcommand about, answered now by the binary
 # itself (same test as has-subcommand's slow path), so that booting does not start the Go binary once

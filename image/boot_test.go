@@ -376,16 +376,7 @@ func labKey(t *testing.T) string {
 // NoCloud seed: a vfat volume labelled CIDATA, made without mounting (hack/image-seed.sh).
 func labSeed(t *testing.T, root, gossipKey string) string {
 	t.Helper()
-	dir := t.TempDir()
-	ud := filepath.Join(dir, "user-data")
-	if err := os.WriteFile(ud, []byte("#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n  gossip: {key: "+gossipKey+"}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	seed := filepath.Join(dir, "seed.img")
-	if out, err := exec.Command(filepath.Join(root, "hack", "image-seed.sh"), seed, ud).CombinedOutput(); err != nil {
-		t.Fatalf("hack/image-seed.sh: %v\n%s", err, out)
-	}
-	return seed
+	return seedWith(t, root, "#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n  gossip: {key: "+gossipKey+"}\n")
 }
 
 // freePort is a free loopback port (for the guest's sshd forward, so VMs do not collide).
