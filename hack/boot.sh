@@ -70,7 +70,7 @@ else
 		-device scsi-cd,drive=cd0,bus=scsi0.0,bootindex=1) ;;
 	*.iso:disk) args+=(-drive "if=none,id=d0,format=raw,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
 	*.iso:*) echo "boot: ISO_MEDIA=$ISO_MEDIA: want cd or disk" >&2; exit 2 ;;
-	*.qcow2) args+=(-drive "if=none,id=d0,format=qcow2,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
+	*.qcow2:*) args+=(-drive "if=none,id=d0,format=qcow2,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
 	*) args+=(-drive "if=none,id=d0,format=raw,file=$img" -device virtio-blk-pci,drive=d0,bootindex=1) ;;
 	esac
 fi
