@@ -108,6 +108,16 @@ type ClusterConfiguration struct {
 	ControllerManager    ControlPlaneComponent `json:"controllerManager"`
 }
 
+// KubeProxyConfiguration is the one kube-proxy setting tfsite decides: nftables mode, because the
+// control-plane images are built here without a distribution and the kube-proxy image carries nft
+// (not the iptables tool family); nftables mode is GA since Kubernetes 1.33. ClusterCIDR repeats the
+// site's pod prefix so kube-proxy tells pod traffic from outside traffic by the allocation.
+type KubeProxyConfiguration struct {
+	typeMeta    `json:",inline"`
+	Mode        string `json:"mode"`
+	ClusterCIDR string `json:"clusterCIDR"`
+}
+
 // BootstrapTokenDiscovery tells a joining node how to find and trust the cluster.
 type BootstrapTokenDiscovery struct {
 	Token                    string   `json:"token"`
@@ -228,14 +238,19 @@ func JoinConfig(p SiteParams, j JoinParams) (JoinConfiguration, error) {
 }
 
 // RenderInit renders kubeadm.yaml for `kubeadm init --config`: the
-// InitConfiguration and ClusterConfiguration as two YAML documents.
+// InitConfiguration, ClusterConfiguration and KubeProxyConfiguration as three YAML documents.
 func RenderInit(p SiteParams) ([]byte, error) {
 	p = p.WithDefaults()
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("rendering kubeadm config: %w", err)
 	}
 	init, cluster := InitConfigs(p)
-	return joinDocs(init, cluster)
+	proxy := KubeProxyConfiguration{
+		typeMeta:    typeMeta{APIVersion: "kubeproxy.config.k8s.io/v1alpha1", Kind: "KubeProxyConfiguration"},
+		Mode:        "nftables",
+		ClusterCIDR: p.Pod.String(),
+	}
+	return joinDocs(init, cluster, proxy)
 }
 
 // RenderJoin renders the JoinConfiguration for `kubeadm join --config`.

@@ -35,11 +35,18 @@ func TestRenderInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs := splitDocs(out)
-	if len(docs) != 2 {
-		t.Fatalf("want 2 documents, got %d:\n%s", len(docs), out)
+	if len(docs) != 3 {
+		t.Fatalf("want 3 documents, got %d:\n%s", len(docs), out)
 	}
 	var init InitConfiguration
 	var cluster ClusterConfiguration
+	var proxy KubeProxyConfiguration
+	if err := yaml.UnmarshalStrict(docs[2], &proxy); err != nil {
+		t.Fatal(err)
+	}
+	if proxy.Kind != "KubeProxyConfiguration" || proxy.Mode != "nftables" || proxy.ClusterCIDR != p.Pod.String() {
+		t.Fatalf("kube-proxy document: %+v", proxy)
+	}
 	if err := yaml.UnmarshalStrict(docs[0], &init); err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +176,15 @@ func TestKubeadmValidateAndDryRun(t *testing.T) {
 			dir := t.TempDir()
 			kd := k
 			kd.Env = append(os.Environ(), "KUBEADM_INIT_DRYRUN_DIR="+dir)
-			if _, err := kd.Init(ctx, cfg, "--dry-run", "--ignore-preflight-errors=all"); err != nil {
+			initOut, err := kd.Init(ctx, cfg, "--dry-run", "--ignore-preflight-errors=all")
+			if err != nil {
 				t.Fatal(err)
+			}
+			// kube-proxy's ConfigMap, as kubeadm would create it, carries the mode and the pod prefix.
+			for _, want := range []string{"mode: nftables", "clusterCIDR: " + p.Pod.String()} {
+				if !strings.Contains(string(initOut), want) {
+					t.Errorf("kubeadm's kube-proxy config lacks %q", want)
+				}
 			}
 			api := decodePodStrict(t, filepath.Join(dir, "kube-apiserver.yaml"))
 			cm := decodePodStrict(t, filepath.Join(dir, "kube-controller-manager.yaml"))
