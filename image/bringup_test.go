@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -44,7 +45,7 @@ func TestBringUpImage(t *testing.T) {
 	seed := seedWith(t, root, "#cloud-config\ntfsite:\n  site: lab-a\n  voters: [lab-a]\n  gossip: {key: "+labKey(t)+"}\n"+
 		"  bringUp: {enabled: true, profile: lab, vrouterStart: 30s, guardWindow: 10s, interval: 15s}\n")
 
-	timeout := envDuration(t, "TFSITE_BRINGUP_TIMEOUT", 25*time.Minute)
+	timeout := envDuration(t, "TFSITE_BRINGUP_TIMEOUT", 35*time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.Command(filepath.Join(root, "hack", "boot.sh"), disk)
@@ -81,7 +82,7 @@ func TestBringUpImage(t *testing.T) {
 		{"images imported", regexp.MustCompile(`ok images: (imported \d+|all \d+) control-plane images`), nil},
 		{"kubeadm init", regexp.MustCompile(`ok kubeadm: kubeadm init done in (\S+)`), nil},
 		{"TF applied", regexp.MustCompile(`ok apply: TF manifest applied`), nil},
-		{"cluster", regexp.MustCompile(`ok cluster: readyz ok; node (\S+) podCIDR (\S+) NotReady[^;]*;\s+etcd\s+kube-apiserver\s+kube-controller-manager\s+kube-scheduler\s+Running`),
+		{"cluster", regexp.MustCompile(`ok cluster: readyz ok; node (\S+) podCIDR (\S+) NotReady[^;]*;\s+4/4\s+control-plane\s+pods\s+Running`),
 			func(m []string) bool {
 				c, err := netip.ParsePrefix(m[2])
 				return err == nil && pod.Contains(c.Addr()) && c.Bits() >= pod.Bits()
@@ -95,6 +96,33 @@ func TestBringUpImage(t *testing.T) {
 		t.Logf("bring-up: %s at %s", s.what, v.con.since())
 	}
 	t.Logf("BRINGUP pod=%s total=%s", pod, v.con.since())
+
+	// A reboot (here a power-off: qemu stopped, then started again on the same disk) brings the control
+	// plane back without a second init: the images are already in containerd, the cluster exists.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	<-v.ctx.Done()
+	cmd = exec.Command(filepath.Join(root, "hack", "boot.sh"), disk)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "QEMU_ACCEL=tcg", "QEMU_MEM=3072", "TFSITE_SEED="+seed,
+		fmt.Sprintf("SSH_PORT=%d", freePort(t)), "BOOT_PERSIST=1")
+	v = startVM(t, ctx, cmd, filepath.Join(root, "mkosi.output", "bringup-test-reboot.log"))
+	if _, _, err := v.con.wait(v.ctx, reAgentReady, 0); err != nil {
+		v.fail("after the reboot the agent never reported ready: %v", err)
+	}
+	for _, s := range []struct {
+		what string
+		re   *regexp.Regexp
+		ok   func(m []string) bool
+	}{
+		{"images kept", regexp.MustCompile(`ok images: all \d+ control-plane images present`), nil},
+		{"no second init", regexp.MustCompile(`ok kubeadm: cluster exists`), nil},
+		steps[3],
+	} {
+		if err := v.consoleStatusUntil(s.re, s.ok); err != nil {
+			v.fail("after the reboot: %s never showed on the console: %v", s.what, err)
+		}
+		t.Logf("after the reboot: %s at %s", s.what, v.con.since())
+	}
 }
 
 // seedWith makes a NoCloud seed holding userData.

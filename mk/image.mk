@@ -8,7 +8,7 @@ image-deps: ## install the image build/boot tools (mkosi 24.3 from bookworm-back
 IMAGE_FORMATS ?= raw qcow2 iso
 export IMAGE_FORMATS
 
-image: build ## build the appliance image: mkosi.output/tfsite.{raw,qcow2,iso} (IMAGE_FORMATS="raw qcow2 iso")
+image: build kube-bins ## build the appliance image (with the control-plane images): mkosi.output/tfsite.{raw,qcow2,iso} (IMAGE_FORMATS="raw qcow2 iso")
 	hack/image-build.sh
 
 boot: ## boot the image under qemu, serial console here (Ctrl-a x quits; TFSITE_SEED=seed.img attaches a NoCloud seed)
@@ -18,7 +18,7 @@ boot-kernel: ## boot the image by direct kernel boot (TFSITE_CMDLINE="tfsite.sit
 	hack/boot.sh --kernel
 
 # The boot tests that apply to the formats built: the ISO's four boot paths only when it is built.
-BOOT_TESTS = TestBootImage$(if $(filter iso,$(IMAGE_FORMATS)),|TestBootISO)
+BOOT_TESTS = TestBootImage|TestBringUpImage$(if $(filter iso,$(IMAGE_FORMATS)),|TestBootISO)
 
 test-image: image ## build the image, boot it under qemu and assert on the serial console (CI: raw disk + the ISO's 4 boot paths)
 	TFSITE_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 60m -run '$(BOOT_TESTS)' ./image/

@@ -1,7 +1,7 @@
 # Bring-up area (issue 4): Kubernetes binaries for kubeadm/apiserver tests, docs/bringup.md.
 .PHONY: kube-bins
 
-kube-bins: ## build pinned kubeadm, kubectl, kube-apiserver + etcd from the Go module proxy into /var/cache/tfsite/kube or TFSITE_KUBE_CACHE (no-op when cached)
+kube-bins: ## build the pinned control plane (7 kube commands, etcd, CoreDNS, pause) and its images archive from the Go module proxy into /var/cache/tfsite/kube (no-op when cached)
 	hack/build-kube.sh
 
 # The kubeadm dry-run and API-server integration tests need these binaries and

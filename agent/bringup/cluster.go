@@ -175,6 +175,7 @@ func (b *BringUp) clusterReport(ctx context.Context, node string, pod netip.Pref
 	if len(notRunning) > 0 {
 		return "", fmt.Errorf("control-plane pods not Running: %s", strings.Join(notRunning, ", "))
 	}
-	return fmt.Sprintf("readyz ok; node %s podCIDR %s %s; %s Running",
-		node, cidr, readiness, strings.Join(controlPlanePods, " ")), nil
+	// Short enough for two console lines; the pods are named when one is not Running.
+	return fmt.Sprintf("readyz ok; node %s podCIDR %s %s; %d/%d control-plane pods Running",
+		node, cidr, readiness, len(controlPlanePods), len(controlPlanePods)), nil
 }
