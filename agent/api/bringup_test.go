@@ -16,6 +16,18 @@ func sampleBringUp() *BringUp {
 		Phase: "ready", PeersConfigured: 2, Updated: at,
 		Steps:   []BringUpStep{{Name: "params", OK: true, Detail: "site a", At: at}},
 		Vrouter: &VrouterOutcome{Confirmed: true, Ended: at},
+		Running: &BringUpRunning{Name: "kubeadm", Since: at},
+	}
+}
+
+func TestDoingSaysWhatRunsAndForHowLong(t *testing.T) {
+	b := sampleBringUp()
+	if got := b.Doing(b.Running.Since.Add(130500 * time.Millisecond)); got != "kubeadm running for 2m11s" {
+		t.Fatalf("Doing = %q", got)
+	}
+	b.Running = nil
+	if got := b.Doing(time.Now()); got != "" {
+		t.Fatalf("nothing running: Doing = %q", got)
 	}
 }
 

@@ -50,6 +50,9 @@ func WriteStatus(w io.Writer, st Status) error {
 	}
 	if b := st.BringUp; b != nil {
 		kv("bring-up", "%s", b.Summary())
+		if d := b.Doing(time.Now()); d != "" {
+			kv("", "%s", d)
+		}
 		if v := b.Vrouter; v != nil {
 			outcome := "confirmed"
 			if !v.Confirmed {

@@ -10,6 +10,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -99,6 +100,23 @@ type BringUp struct {
 	// Profile is "lab" when preflight runs with the lab profile's lowered
 	// minimums (never on a production site); empty otherwise.
 	Profile string `json:"profile,omitempty"`
+	// Running is the long step under way (images, kubeadm), if any.
+	Running *BringUpRunning `json:"running,omitempty"`
+}
+
+// BringUpRunning names the step under way and when it began.
+type BringUpRunning struct {
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
+}
+
+// Doing says what is under way and for how long, as of now: "kubeadm running
+// for 2m10s"; empty when nothing is.
+func (b *BringUp) Doing(now time.Time) string {
+	if b.Running == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s running for %s", b.Running.Name, now.Sub(b.Running.Since).Round(time.Second))
 }
 
 // BringUpStep is one step's last outcome.

@@ -94,6 +94,15 @@ type Status struct {
 	Passes int `json:"passes"`
 	// Profile is "lab" under the lab profile (lowered preflight minimums).
 	Profile string `json:"profile,omitempty"`
+	// Running is the long step under way (images, kubeadm), nil between them.
+	Running *Running `json:"running,omitempty"`
+}
+
+// Running names a step under way and when it began, so a slow machine shows
+// progress instead of a silent phase.
+type Running struct {
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
 }
 
 // BringUp is the agent's bring-up driver.
@@ -221,6 +230,15 @@ func (p *pass) phase(phase string) {
 	defer p.b.mu.Unlock()
 	p.b.status.Phase, p.b.status.Error, p.b.status.Waiting = phase, "", ""
 	p.b.status.Steps = slices.Clone(p.steps)
+	p.b.status.Running = nil
+}
+
+// running publishes the steps so far and that step name is under way.
+func (p *pass) running(name string) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.b.status.Steps = slices.Clone(p.steps)
+	p.b.status.Running = &Running{Name: name, Since: time.Now().UTC()}
 }
 
 // end publishes the pass's result.
@@ -230,6 +248,7 @@ func (p *pass) end(phase, errMsg, waiting string) {
 	s := &p.b.status
 	s.Phase, s.Error, s.Waiting = phase, errMsg, waiting
 	s.Steps = slices.Clone(p.steps)
+	s.Running = nil
 	s.Passes++
 }
 
@@ -331,6 +350,11 @@ func (b *BringUp) Pass(ctx context.Context) {
 // reports whether the pass may go on.
 func (b *BringUp) clusterUp(ctx context.Context, p *pass, params kube.SiteParams) bool {
 	if _, err := os.Stat(b.cfg.Kubeconfig); err == nil {
+		// After a reboot the kubelet restarts the static pods from containerd's
+		// images: offline, they must still be there.
+		if !b.ensureImages(ctx, p) {
+			return false
+		}
 		p.step(StepKubeadm, true, "cluster exists (%s)", b.cfg.Kubeconfig)
 		return true
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -358,12 +382,10 @@ func (b *BringUp) clusterUp(ctx context.Context, p *pass, params kube.SiteParams
 		p.step(StepPreflight, true, "disabled")
 	}
 	p.phase(PhaseKubeadm)
-	did, err := b.importImages(ctx)
-	if err != nil {
-		p.fail(PhaseFailed, StepImages, err)
+	if !b.ensureImages(ctx, p) {
 		return false
 	}
-	p.step(StepImages, true, "%s", did)
+	p.running(StepKubeadm)
 	t0 := time.Now()
 	if err := b.kubeadmInit(ctx, params); err != nil {
 		p.fail(PhaseFailed, StepKubeadm, err)
@@ -375,6 +397,18 @@ func (b *BringUp) clusterUp(ctx context.Context, p *pass, params kube.SiteParams
 		return false
 	}
 	p.step(StepKubeadm, true, "kubeadm init done in %s (%s)", time.Since(t0).Round(time.Second), b.cfg.Kubeconfig)
+	return true
+}
+
+// ensureImages runs the images step; it reports whether the pass may go on.
+func (b *BringUp) ensureImages(ctx context.Context, p *pass) bool {
+	p.running(StepImages)
+	did, err := b.importImages(ctx)
+	if err != nil {
+		p.fail(PhaseFailed, StepImages, err)
+		return false
+	}
+	p.step(StepImages, true, "%s", did)
 	return true
 }
 

@@ -377,7 +377,7 @@ func TestBringUpAgainstRealKubeadmAndAPIServer(t *testing.T) {
 	if s.Phase != PhaseReady || s.PeersConfigured != 1 {
 		t.Fatalf("after the agent is back: phase %s %q peers %d", s.Phase, s.Error, s.PeersConfigured)
 	}
-	want := []string{StepParams, StepKubeadm, StepApply, StepCluster, StepVrouter, StepPeering}
+	want := []string{StepParams, StepImages, StepKubeadm, StepApply, StepCluster, StepVrouter, StepPeering}
 	var got []string
 	for _, st := range s.Steps {
 		got = append(got, st.Name)
@@ -473,5 +473,38 @@ func TestInvalidParamsFailWithEveryProblem(t *testing.T) {
 	s := b.Status()
 	if s.Phase != PhaseFailed || !strings.Contains(s.Error, "pod prefix: missing") || !strings.Contains(s.Error, "VROUTER_GATEWAY must be the underlay gateway") {
 		t.Fatalf("phase %s error %q", s.Phase, s.Error)
+	}
+}
+
+// TestRunningStepIsPublished: a long step shows as under way, with the steps
+// done before it, and stops showing once it has an outcome or the pass ends.
+func TestRunningStepIsPublished(t *testing.T) {
+	cfg := Default()
+	cfg.StateDir = t.TempDir()
+	b, err := New(cfg, &source{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pass{b: b}
+	p.step(StepPreflight, true, "11 checks passed")
+	p.running(StepImages)
+	s := b.Status()
+	if s.Running == nil || s.Running.Name != StepImages || time.Since(s.Running.Since) > time.Minute {
+		t.Fatalf("running %+v, want images since just now", s.Running)
+	}
+	if len(s.Steps) != 1 || s.Steps[0].Name != StepPreflight {
+		t.Fatalf("steps %+v, want the preflight done before images", s.Steps)
+	}
+	if rep := report(s); rep.Running == nil || rep.Running.Name != StepImages || !rep.Running.Since.Equal(s.Running.Since) {
+		t.Fatalf("report running %+v", rep.Running)
+	}
+	p.step(StepImages, true, "imported 7")
+	p.running(StepKubeadm)
+	if s := b.Status(); s.Running.Name != StepKubeadm || len(s.Steps) != 2 {
+		t.Fatalf("after images: running %+v steps %+v", s.Running, s.Steps)
+	}
+	p.fail(PhaseFailed, StepKubeadm, errors.New("kubeadm init failed"))
+	if s := b.Status(); s.Running != nil || s.Phase != PhaseFailed {
+		t.Fatalf("after the pass: running %+v phase %s, want nothing running", s.Running, s.Phase)
 	}
 }

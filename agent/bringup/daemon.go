@@ -208,6 +208,9 @@ func report(st Status) *api.BringUp {
 	for _, s := range st.Steps {
 		out.Steps = append(out.Steps, api.BringUpStep{Name: s.Name, OK: s.OK, Detail: s.Detail, At: s.At})
 	}
+	if r := st.Running; r != nil {
+		out.Running = &api.BringUpRunning{Name: r.Name, Since: r.Since}
+	}
 	if v := st.Vrouter; v != nil {
 		out.Vrouter = &api.VrouterOutcome{Confirmed: v.Confirmed, Reason: v.Reason, Ended: v.Ended}
 	}

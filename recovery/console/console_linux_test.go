@@ -27,6 +27,8 @@ func (backend) Status(context.Context) api.Status {
 		Pod: netip.MustParsePrefix("10.32.0.0/16"), Service: netip.MustParsePrefix("10.96.0.0/20"), Fabric: netip.MustParsePrefix("10.200.0.0/24")},
 		Peers: []api.Peer{{Site: "lab-b", State: api.StateAlive}},
 		BringUp: &api.BringUp{Phase: "vrouter-reverted", Error: "vrouter start reverted; delete /var/lib/tfsite/bringup/vrouter-evicted.json to retry",
+			Steps:   []api.BringUpStep{{Name: "images", OK: true, Detail: "all 7 control-plane images present in containerd"}},
+			Running: &api.BringUpRunning{Name: "kubeadm", Since: time.Now().Add(-90 * time.Second)},
 			Vrouter: &api.VrouterOutcome{Reason: "gateway 10.0.0.1 unreachable for 10s"}}}
 }
 func (backend) Peers(context.Context) []api.Peer                { return nil }
@@ -59,6 +61,8 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	tm.Expect("ASN      64512")
 	tm.Expect("lab-b")
 	tm.Expect("bring-up vrouter-reverted: vrouter start reverted")
+	tm.Expect("ok images: all 7 control-plane images present")
+	tm.Expect(".. kubeadm running for 1m3") // since 90 s ago: 1m30s or a second more
 	tm.Expect("vrouter  REVERTED gateway 10.0.0.1 unreachable for 10s")
 	tm.Expect("last network event")
 	tm.Send("")

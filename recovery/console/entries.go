@@ -72,6 +72,9 @@ func (c *Console) status(ctx context.Context) error {
 					c.printf("  %s\r\n", l)
 				}
 			}
+			if d := b.Doing(time.Now()); d != "" {
+				c.printf("  .. %s\r\n", clip(d, 72))
+			}
 			if v := b.Vrouter; v != nil && !v.Confirmed {
 				c.printf("vrouter  REVERTED %s\r\n", clip(oneLine(v.Reason), 61))
 			}
