@@ -187,10 +187,13 @@ func (b *BringUp) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	t := time.NewTicker(b.cfg.Interval)
+	// A timer, not a ticker: after a long pass (a failed kubeadm init and its
+	// reset) the next one still waits Interval, as the step's error says.
+	t := time.NewTimer(b.cfg.Interval)
 	defer t.Stop()
 	for {
 		b.Pass(ctx)
+		t.Reset(b.cfg.Interval)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -433,8 +436,8 @@ func (b *BringUp) kubeadmInit(ctx context.Context, params kube.SiteParams) error
 	}
 	if runErr != nil {
 		last := ""
-		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) > 0 {
-			last = ": " + lines[len(lines)-1]
+		if l := kubeadmError(out); l != "" {
+			last = ": " + l
 		}
 		if errors.Is(runErr, kube.ErrKubeadmFailed) {
 			return b.resetAfterFailedInit(ctx, fmt.Errorf("kubeadm init failed (output in %s)%s", logPath, last))
@@ -442,6 +445,19 @@ func (b *BringUp) kubeadmInit(ctx context.Context, params kube.SiteParams) error
 		return fmt.Errorf("kubeadm init (output in %s): %w", logPath, runErr)
 	}
 	return nil
+}
+
+// kubeadmError picks the line of kubeadm's output that says what failed: the
+// last one, skipping the closing hint about --v=5 and blank lines.
+func kubeadmError(out string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l != "" && !strings.HasPrefix(l, "To see the stack trace") {
+			return l
+		}
+	}
+	return ""
 }
 
 func (b *BringUp) kubeadm() kube.Kubeadm {

@@ -55,11 +55,14 @@ type source struct {
 	peers  []tf.Peer
 	// peersErr: the peer list is unavailable (the agent is unreachable).
 	peersErr error
+	// slow makes each Params call (each pass) take that long.
+	slow time.Duration
 }
 
 func (s *source) Params() (kube.SiteParams, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	time.Sleep(s.slow)
 	if !s.ok {
 		return s.params, errors.New("the site's allocation is not known yet (test source)")
 	}
@@ -506,5 +509,44 @@ func TestRunningStepIsPublished(t *testing.T) {
 	p.fail(PhaseFailed, StepKubeadm, errors.New("kubeadm init failed"))
 	if s := b.Status(); s.Running != nil || s.Phase != PhaseFailed {
 		t.Fatalf("after the pass: running %+v phase %s, want nothing running", s.Running, s.Phase)
+	}
+}
+
+func TestKubeadmErrorSkipsTheStackTraceHint(t *testing.T) {
+	out := "[init] Using Kubernetes version: v1.37.2\n" +
+		"error: error execution phase wait-control-plane: could not initialize a Kubernetes cluster\n" +
+		"To see the stack trace of this error execute with --v=5 or higher\n\n"
+	if got := kubeadmError(out); got != "error: error execution phase wait-control-plane: could not initialize a Kubernetes cluster" {
+		t.Fatalf("kubeadmError = %q", got)
+	}
+	if got := kubeadmError("\n"); got != "" {
+		t.Fatalf("empty output: %q", got)
+	}
+}
+
+// TestSlowPassStillWaitsTheInterval: a pass longer than Interval (a failed
+// kubeadm init and its reset) is followed by Interval of rest, not by a pass
+// at once, so its failure stays on show as long as its message says.
+func TestSlowPassStillWaitsTheInterval(t *testing.T) {
+	cfg := Default()
+	cfg.StateDir = t.TempDir()
+	cfg.Interval = time.Second
+	b, err := New(cfg, &source{slow: 1500 * time.Millisecond}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitPass(t, b, 0, "the first pass", func(Status) bool { return true })
+	ended := time.Now()
+	waitPass(t, b, 1, "the second pass", func(Status) bool { return true })
+	// The second pass took 1.5 s itself; it may not have started before Interval passed.
+	if gap := time.Since(ended) - 1500*time.Millisecond; gap < cfg.Interval-50*time.Millisecond {
+		t.Fatalf("the next pass started %s after a slow one, want at least Interval (%s)", gap.Round(time.Millisecond), cfg.Interval)
 	}
 }
