@@ -68,8 +68,10 @@ type InitConfiguration struct {
 }
 
 // Timeouts are v1beta4's waits (Go durations as strings). kubeadm's defaults
-// (4 minutes for the control plane and kubelet) are short for a small VM or a
-// slow disk: init's static pods start in 2-3 minutes under emulation.
+// (4 minutes for the control plane and kubelet, 1 for API calls) are short for
+// a small VM or a slow disk: init's static pods start in 2-3 minutes under
+// emulation, and kubeadm's first API call (the admin ClusterRoleBinding, at the
+// start of wait-control-plane) retries only for KubernetesAPICall.
 type Timeouts struct {
 	ControlPlaneComponentHealthCheck string `json:"controlPlaneComponentHealthCheck,omitempty"`
 	KubeletHealthCheck               string `json:"kubeletHealthCheck,omitempty"`
@@ -77,7 +79,7 @@ type Timeouts struct {
 }
 
 // initTimeouts are tfsite's init timeouts.
-var initTimeouts = Timeouts{ControlPlaneComponentHealthCheck: "15m0s", KubeletHealthCheck: "10m0s", KubernetesAPICall: "2m0s"}
+var initTimeouts = Timeouts{ControlPlaneComponentHealthCheck: "15m0s", KubeletHealthCheck: "10m0s", KubernetesAPICall: "10m0s"}
 
 // Networking holds the cluster's prefixes.
 type Networking struct {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -63,6 +64,14 @@ func TestRenderInit(t *testing.T) {
 	}
 	if len(init.BootstrapTokens) != 1 || init.BootstrapTokens[0].Token != p.BootstrapToken {
 		t.Fatalf("bootstrap token not rendered:\n%s", out)
+	}
+	// Slow machines: kubeadm's first API call (the admin ClusterRoleBinding)
+	// must outlast the control plane's start under emulation (2-3 minutes).
+	for name, v := range map[string]string{"controlPlaneComponentHealthCheck": init.Timeouts.ControlPlaneComponentHealthCheck,
+		"kubeletHealthCheck": init.Timeouts.KubeletHealthCheck, "kubernetesAPICall": init.Timeouts.KubernetesAPICall} {
+		if d, err := time.ParseDuration(v); err != nil || d < 5*time.Minute {
+			t.Errorf("timeouts.%s = %q, want at least 5m", name, v)
+		}
 	}
 }
 
