@@ -79,6 +79,17 @@ vpkg=k8s.io/component-base/version
 kube_ldflags="-s -w -X $vpkg.gitVersion=$KUBE_VERSION -X $vpkg.gitMajor=$kube_major -X $vpkg.gitMinor=$kube_minor \
  -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
 
+# A binary whose version is not the pinned one (a cache filled by an older script) is rebuilt, whatever
+# its stamp says: kubeadm 1.37 passes etcd flags that etcd 3.5 refuses.
+if [[ -x "$bindir/etcd" ]] && ! "$bindir/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}"; then
+	echo "build-kube: cached etcd is not ${ETCD_VERSION}: rebuilding it" >&2
+	rm -f "$top/stamps/etcd"
+fi
+if [[ -x "$bindir/kubeadm" ]] && [[ "$("$bindir/kubeadm" version -o short 2>/dev/null)" != "$KUBE_VERSION" ]]; then
+	echo "build-kube: cached kubeadm is not ${KUBE_VERSION}: rebuilding the kube binaries" >&2
+	for c in $cmds; do rm -f "$top/stamps/$c"; done
+fi
+
 for c in $cmds; do
 	build kubernetes "$bindir/$c" "k8s.io/kubernetes/cmd/$c" "$kube_ldflags"
 done
@@ -125,7 +136,8 @@ if [[ "${TFSITE_KUBE_IMAGES:-1}" != 0 ]]; then
 		mkdir -p "$nftroot$(dirname "$lib")"
 		cp -L "$lib" "$nftroot$lib"
 	done
-	bins_key=$(cat "$top"/stamps/* 2>/dev/null | sha256sum | cut -d' ' -f1)
+	# The binaries' stamps, not the archive's own (that would make every run rewrite it).
+	bins_key=$(find "$top/stamps" -type f ! -name kube-images.tar ! -name '*.tmp' | sort | xargs cat | sha256sum | cut -d' ' -f1)
 	k=$(key images "${images[*]}" "$bins_key" "$(cat "$here"/kubeimages/*.go "$here/kubeimages/go.mod" | sha256sum)" \
 		"$(find "$nftroot" -type f -exec sha256sum {} + | sort | sha256sum)")
 	if ! fresh "$imgdir/kube-images.tar" "$k"; then

@@ -92,6 +92,14 @@ func (c *console) len() int {
 	return c.buf.Len()
 }
 
+// text is what the console printed from offset from on.
+func (c *console) text(from int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.buf.Bytes()
+	return string(b[min(from, len(b)):])
+}
+
 func (c *console) since() time.Duration { return time.Since(c.start).Round(100 * time.Millisecond) }
 
 // vm is one qemu started through hack/boot.sh, with its serial console collected.
@@ -102,6 +110,8 @@ type vm struct {
 	ctx     context.Context
 	logPath string
 	t       *testing.T
+	// onStatus, when set, sees each Status screen consoleStatusUntil reads.
+	onStatus func(screen string)
 }
 
 // startVM starts cmd (hack/boot.sh, possibly through `ip netns exec`) with its output collected as
@@ -327,6 +337,12 @@ func TestBootImage(t *testing.T) {
 // and ok (nil: any match) accepts the match. Status may be asked before the agent knows what the
 // test waits for: it asks again (Enter returns to the menu) every 2 s until the test's time is up.
 func (v *vm) consoleStatusUntil(re *regexp.Regexp, ok func(m []string) bool) error {
+	return v.consoleStatusUntilCtx(v.ctx, re, ok)
+}
+
+// consoleStatusUntilCtx is consoleStatusUntil giving up when ctx ends (which may be before the VM's
+// time is up, leaving time to look around in the guest). Each Status screen goes to v.onStatus.
+func (v *vm) consoleStatusUntilCtx(ctx context.Context, re *regexp.Regexp, ok func(m []string) bool) error {
 	menu := regexp.MustCompile(`Enter a number: `)
 	// Enter redraws the menu (the console starts on it; no recovery password is configured here).
 	if _, _, err := v.pressEnterUntil(menu); err != nil {
@@ -337,25 +353,28 @@ func (v *vm) consoleStatusUntil(re *regexp.Regexp, ok func(m []string) bool) err
 		if _, err := io.WriteString(v.stdin, "1\r"); err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(v.ctx, 5*time.Second)
-		m, _, err := v.con.wait(ctx, re, from)
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, _, err := v.con.wait(wctx, re, from)
 		cancel()
+		if v.onStatus != nil {
+			v.onStatus(v.con.text(from))
+		}
 		if err == nil && (ok == nil || ok(m)) {
 			return nil
 		}
-		if v.ctx.Err() != nil {
-			return fmt.Errorf("status never showed %q: %w", re, v.ctx.Err())
+		if ctx.Err() != nil {
+			return fmt.Errorf("status never showed %q: %w", re, ctx.Err())
 		}
 		next := v.con.len()
 		if _, err := io.WriteString(v.stdin, "\r"); err != nil {
 			return err
 		}
-		if _, _, err := v.con.wait(v.ctx, menu, next); err != nil {
+		if _, _, err := v.con.wait(ctx, menu, next); err != nil {
 			return fmt.Errorf("recovery console did not return to the menu: %w", err)
 		}
 		select {
-		case <-v.ctx.Done():
-			return fmt.Errorf("status never showed %q: %w", re, v.ctx.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("status never showed %q: %w", re, ctx.Err())
 		case <-time.After(2 * time.Second):
 		}
 	}
