@@ -23,10 +23,14 @@ build: ## build bin/tfsite (the CLI, bring-up) and bin/tfsite-agent (the agent a
 
 test: lint test-unit fuzz boot-test ## everything CI runs: lint, all tests (root tests need root), brief fuzzing, image boot + two-VM tests
 
-lint: ## gofmt + go vet
+# staticcheck, pinned; fetched from the module proxy once (go run caches the build).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt + go vet + staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 test-unit: build ## go test ./... (netns/dnsmasq tests run as root, skip otherwise)
 	$(GO) test -count=1 -timeout 20m ./...

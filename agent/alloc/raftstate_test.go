@@ -206,8 +206,8 @@ func TestVoterThatLostItsStoreCatchesUpWithoutBootstrapping(t *testing.T) {
 			t.Fatalf("v3's status does not report the lost store: %v", st.Problems)
 		}
 	}
-	v1 = v1.restart(voters, []string{v3.gossip()})
-	v2 = v2.restart(voters, []string{v3.gossip()})
+	v1.restart(voters, []string{v3.gossip()})
+	v2.restart(voters, []string{v3.gossip()})
 	// Caught up: the problem is gone and v3's own replica (its backup)
 	// holds the whole table.
 	deadline := time.Now().Add(30 * time.Second)

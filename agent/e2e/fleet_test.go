@@ -169,21 +169,6 @@ func (p *proc) kill() {
 	p.cmd = nil
 }
 
-// stop sends SIGTERM and waits (graceful shutdown).
-func (p *proc) stop(t *testing.T) {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		t.Errorf("%s did not stop within 15s of SIGTERM", p.name)
-		p.kill()
-	}
-	p.cmd = nil
-}
-
 func (p *proc) running() bool { return p.cmd != nil }
 
 // status runs `tfsite status --json` against the site's socket.

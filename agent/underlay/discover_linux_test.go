@@ -124,7 +124,7 @@ func TestScenarioSlash32Apply(t *testing.T) {
 		t.Fatalf("without Apply the kernel state changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 
-	res, err = discoverIn(t, cli, Options{Iface: "eth0", Timeout: 5 * time.Second, Apply: true})
+	_, err = discoverIn(t, cli, Options{Iface: "eth0", Timeout: 5 * time.Second, Apply: true})
 	if err != nil {
 		t.Fatal(err)
 	}

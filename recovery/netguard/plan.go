@@ -127,7 +127,7 @@ func (p *Plan) problems() []error {
 		errs = append(errs, fmt.Errorf("operation %d: "+format, append([]any{i + 1}, a...)...))
 	}
 	if len(p.Operations) == 0 {
-		errs = append(errs, errors.New("no operations: add at least one under operations:"))
+		errs = append(errs, errors.New("no operations: add at least one under `operations`"))
 	}
 	if len(p.Operations) > maxPlanOps {
 		errs = append(errs, fmt.Errorf("%d operations: at most %d", len(p.Operations), maxPlanOps))
