@@ -7,14 +7,18 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
@@ -178,4 +182,123 @@ func (b *BringUp) clusterReport(ctx context.Context, node string, pod netip.Pref
 	// Short enough for two console lines; the pods are named when one is not Running.
 	return fmt.Sprintf("readyz ok; node %s podCIDR %s %s; %d/%d control-plane pods Running",
 		node, cidr, readiness, len(controlPlanePods), len(controlPlanePods)), nil
+}
+
+// clusterUp runs preflight and kubeadm init when there is no cluster yet. It
+// reports whether the pass may go on.
+func (b *BringUp) clusterUp(ctx context.Context, p *pass, params kube.SiteParams) bool {
+	if _, err := os.Stat(b.cfg.Kubeconfig); err == nil {
+		// After a reboot the kubelet restarts the static pods from containerd's
+		// images: offline, they must still be there.
+		if !b.ensureImages(ctx, p) {
+			return false
+		}
+		p.step(StepKubeadm, true, "cluster exists (%s)", b.cfg.Kubeconfig)
+		return true
+	} else if !errors.Is(err, os.ErrNotExist) {
+		p.fail(PhaseFailed, StepKubeadm, fmt.Errorf("checking %s: %w", b.cfg.Kubeconfig, err))
+		return false
+	}
+	if b.cfg.Preflight {
+		rep, err := kube.Preflight(ctx, b.cfg.preflightConfig())
+		if err != nil {
+			p.fail(PhasePreflightFailed, StepPreflight, err)
+			return false
+		}
+		if !rep.Passed {
+			var fails []string
+			for _, c := range rep.Checks {
+				if c.Status == kube.StatusFail {
+					fails = append(fails, fmt.Sprintf("%s: %s (remedy: %s)", c.Name, c.Detail, c.Remedy))
+				}
+			}
+			p.fail(PhasePreflightFailed, StepPreflight, fmt.Errorf("preflight failed, kubeadm init not run: %s", strings.Join(fails, "; ")))
+			return false
+		}
+		p.step(StepPreflight, true, "%d checks passed", len(rep.Checks))
+	} else {
+		p.step(StepPreflight, true, "disabled")
+	}
+	p.phase(PhaseKubeadm)
+	if !b.ensureImages(ctx, p) {
+		return false
+	}
+	p.running(StepKubeadm)
+	t0 := time.Now()
+	if err := b.kubeadmInit(ctx, params); err != nil {
+		p.fail(PhaseFailed, StepKubeadm, err)
+		return false
+	}
+	if _, err := os.Stat(b.cfg.Kubeconfig); err != nil {
+		p.fail(PhaseFailed, StepKubeadm, fmt.Errorf("kubeadm init finished but %s is missing (output in %s)",
+			b.cfg.Kubeconfig, filepath.Join(b.cfg.StateDir, KubeadmLogFile)))
+		return false
+	}
+	p.step(StepKubeadm, true, "kubeadm init done in %s (%s)", time.Since(t0).Round(time.Second), b.cfg.Kubeconfig)
+	return true
+}
+
+// ensureImages runs the images step; it reports whether the pass may go on.
+func (b *BringUp) ensureImages(ctx context.Context, p *pass) bool {
+	p.running(StepImages)
+	did, err := b.importImages(ctx)
+	if err != nil {
+		p.fail(PhaseFailed, StepImages, err)
+		return false
+	}
+	p.step(StepImages, true, "%s", did)
+	return true
+}
+
+// kubeadmInit renders kubeadm.yaml and runs the real `kubeadm init`; its
+// output goes to kubeadm-init.log.
+func (b *BringUp) kubeadmInit(ctx context.Context, params kube.SiteParams) error {
+	data, err := kube.RenderInit(params)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(b.cfg.StateDir, KubeadmConfigFile)
+	if err := atomicfile.Write(cfgPath, data, 0o600); err != nil {
+		return fmt.Errorf("writing kubeadm config: %w", err)
+	}
+	k := b.kubeadm()
+	args := append([]string{"init", "--config", cfgPath}, b.cfg.KubeadmArgs...)
+	out, runErr := k.Init(ctx, cfgPath, b.cfg.KubeadmArgs...)
+	logPath := filepath.Join(b.cfg.StateDir, KubeadmLogFile)
+	header := fmt.Sprintf("# %s %s at %s\n", b.cfg.Kubeadm, strings.Join(args, " "), time.Now().UTC().Format(time.RFC3339))
+	if err := atomicfile.Write(logPath, []byte(header+out), 0o600); err != nil {
+		b.log.Warn("writing kubeadm log", "err", err)
+	}
+	if runErr != nil {
+		last := ""
+		if l := kubeadmError(out); l != "" {
+			last = ": " + l
+		}
+		if errors.Is(runErr, kube.ErrKubeadmFailed) {
+			return b.resetAfterFailedInit(ctx, fmt.Errorf("kubeadm init failed (output in %s)%s", logPath, last))
+		}
+		return fmt.Errorf("kubeadm init (output in %s): %w", logPath, runErr)
+	}
+	return nil
+}
+
+// kubeadmError picks the line of kubeadm's output that says what failed: the
+// last one, skipping the closing hint about --v=5 and blank lines.
+func kubeadmError(out string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l != "" && !strings.HasPrefix(l, "To see the stack trace") {
+			return l
+		}
+	}
+	return ""
+}
+
+func (b *BringUp) kubeadm() kube.Kubeadm {
+	k := kube.Kubeadm{Path: b.cfg.Kubeadm, Log: b.log}
+	if len(b.cfg.KubeadmEnv) > 0 {
+		k.Env = append(os.Environ(), b.cfg.KubeadmEnv...)
+	}
+	return k
 }

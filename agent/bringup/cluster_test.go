@@ -149,3 +149,15 @@ func TestImagesListLimitsAndComments(t *testing.T) {
 		t.Fatal("oversized list accepted")
 	}
 }
+
+func TestKubeadmErrorSkipsTheStackTraceHint(t *testing.T) {
+	out := "[init] Using Kubernetes version: v1.37.2\n" +
+		"error: error execution phase wait-control-plane: could not initialize a Kubernetes cluster\n" +
+		"To see the stack trace of this error execute with --v=5 or higher\n\n"
+	if got := kubeadmError(out); got != "error: error execution phase wait-control-plane: could not initialize a Kubernetes cluster" {
+		t.Fatalf("kubeadmError = %q", got)
+	}
+	if got := kubeadmError("\n"); got != "" {
+		t.Fatalf("empty output: %q", got)
+	}
+}
