@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/agent/tf"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
@@ -251,7 +251,7 @@ func (p *pass) end(phase, errMsg, waiting string) {
 
 // fail records a failed step and ends the pass in phase.
 func (p *pass) fail(phase, name string, err error) {
-	msg := oneLine(err.Error())
+	msg := oneline.Of(err.Error())
 	p.step(name, false, "%s", msg)
 	p.end(phase, msg, "")
 }
@@ -259,10 +259,6 @@ func (p *pass) fail(phase, name string, err error) {
 func (p *pass) wait(name, what string) {
 	p.step(name, true, "waiting: %s", what)
 	p.end(PhaseWaiting, "", what)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // Pass runs one level-triggered pass: it re-reads the desired state and
@@ -314,7 +310,7 @@ func (b *BringUp) Pass(ctx context.Context) {
 	// The cluster's health is reported, not waited for: TF's own pods are
 	// what makes the node Ready, and they come with the vrouter start.
 	if rep, err := b.clusterReport(ctx, params.NodeName, params.Pod); err != nil {
-		p.step(StepCluster, false, "not yet: %s", oneLine(err.Error()))
+		p.step(StepCluster, false, "not yet: %s", oneline.Of(err.Error()))
 	} else {
 		p.step(StepCluster, true, "%s", rep)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
@@ -74,7 +75,7 @@ func (b *BringUp) ctr(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, b.cfg.Ctr, append([]string{"-n", "k8s.io"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
+		return "", fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, oneline.Of(string(out)))
 	}
 	return string(out), nil
 }
@@ -113,7 +114,7 @@ func (b *BringUp) resetAfterFailedInit(ctx context.Context, initErr error) error
 	k := b.kubeadm()
 	out, err := k.Reset(ctx)
 	if err != nil {
-		return fmt.Errorf("%w; `kubeadm reset -f` failed too (%v: %s): reset by hand before the next attempt", initErr, err, oneLine(lastLine(out)))
+		return fmt.Errorf("%w; `kubeadm reset -f` failed too (%v: %s): reset by hand before the next attempt", initErr, err, oneline.Of(lastLine(out)))
 	}
 	return fmt.Errorf("%w; reset with `kubeadm reset -f`, the next pass (in %s) tries again", initErr, b.cfg.Interval)
 }
@@ -141,7 +142,7 @@ func (b *BringUp) clusterReport(ctx context.Context, node string, pod netip.Pref
 	}
 	ready, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil || strings.TrimSpace(string(ready)) != "ok" {
-		return "", fmt.Errorf("API server /readyz: %q %v", oneLine(string(ready)), err)
+		return "", fmt.Errorf("API server /readyz: %q %v", oneline.Of(string(ready)), err)
 	}
 	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {

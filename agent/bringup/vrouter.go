@@ -17,6 +17,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/agent/tf"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
@@ -134,7 +135,7 @@ func (b *BringUp) vrouter(ctx context.Context, p *pass, cl *cluster, params kube
 	if err != nil && !errors.Is(err, netguard.ErrReverted) {
 		reason += " (" + err.Error() + ")"
 	}
-	mk := Marker{Node: node, Reason: oneLine(reason), Change: out.ID, At: time.Now().UTC()}
+	mk := Marker{Node: node, Reason: oneline.Of(reason), Change: out.ID, At: time.Now().UTC()}
 	if werr := writeMarker(markerPath, mk); werr != nil {
 		b.mu.Lock()
 		b.reverted = true

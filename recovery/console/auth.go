@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/passhash"
 )
 
@@ -42,7 +43,7 @@ func (c *Console) authorize(ctx context.Context, e entry) error {
 	if cred == nil {
 		if !errors.Is(err, ErrNoPassword) {
 			c.log.Error("console: recovery password unusable; treated as not set", "tty", c.cfg.TTY, "err", err)
-			c.printf("%s\r\n", wrap(oneLine(err.Error()), 79))
+			c.printf("%s\r\n", wrap(oneline.Of(err.Error()), 79))
 		}
 		if e.access == recovery {
 			c.printf("No recovery password is set: network recovery runs without one.\r\n")

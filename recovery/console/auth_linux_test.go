@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/passhash"
 	"github.com/tfsite/tfsite/internal/testrig"
 )
@@ -33,7 +34,7 @@ func TestConsoleWithoutPasswordOffersRecoveryOnly(t *testing.T) {
 	for _, e := range []struct{ key, label string }{{"10", "Shell"}, {"8", "Set the console password"},
 		{"7", "Add an SSH authorized key"}, {"5", "Static address/gateway"}, {"11", "Reboot"}} {
 		tm.Send(e.key)
-		shown := oneLine(tm.Expect("Press Enter"))
+		shown := oneline.Of(tm.Expect("Press Enter"))
 		if !strings.Contains(shown, "no recovery password is set: "+e.label+" stays closed until one is; set console.passwordHash in the configuration") ||
 			strings.Contains(shown, "password: ") {
 			t.Fatalf("entry %s shows %q, want a refusal without asking for a password", e.key, shown)
@@ -104,7 +105,7 @@ func TestConsoleWrongPasswordsDelayThenLockOut(t *testing.T) {
 	// Locked: not even asked, the right password included.
 	tm.Send("10")
 	tm.Expect("== Shell ==")
-	if shown := oneLine(tm.Expect("Press Enter")); !strings.Contains(shown, "locked after wrong recovery passwords: nothing was done: 5 wrong in a row; try again in 5m0s") ||
+	if shown := oneline.Of(tm.Expect("Press Enter")); !strings.Contains(shown, "locked after wrong recovery passwords: nothing was done: 5 wrong in a row; try again in 5m0s") ||
 		strings.Contains(shown, "password: ") {
 		t.Fatalf("entry 10 while locked shows %q, want a refusal without asking", shown)
 	}
@@ -119,7 +120,7 @@ func TestConsoleWrongPasswordsDelayThenLockOut(t *testing.T) {
 	r2.tm.Expect("Enter a number: ")
 	r2.tm.Send("10")
 	r2.tm.Expect("== Shell ==")
-	if shown := oneLine(r2.tm.Expect("Press Enter")); !strings.Contains(shown, "5 wrong in a row; try again in 1m0s") ||
+	if shown := oneline.Of(r2.tm.Expect("Press Enter")); !strings.Contains(shown, "5 wrong in a row; try again in 1m0s") ||
 		strings.Contains(shown, "password: ") {
 		t.Fatalf("entry 10 on the restarted console shows %q, want still locked", shown)
 	}

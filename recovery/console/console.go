@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/passhash"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
@@ -145,7 +146,7 @@ func (c *Console) Run(ctx context.Context, in, out *os.File) error {
 		}
 		e, ok := entryFor(choice)
 		if !ok {
-			c.printf("No entry %q: type a number from the menu.\r\n", oneLine(choice))
+			c.printf("No entry %q: type a number from the menu.\r\n", oneline.Of(choice))
 			if c.pause(ctx) != nil {
 				return nil
 			}
@@ -164,7 +165,7 @@ func (c *Console) Run(ctx context.Context, in, out *os.File) error {
 			if isEnd(err) {
 				return nil
 			}
-			c.printf("%s\r\n", wrap(oneLine(err.Error()), 79))
+			c.printf("%s\r\n", wrap(oneline.Of(err.Error()), 79))
 		}
 		if c.pause(ctx) != nil {
 			return nil
@@ -175,8 +176,6 @@ func (c *Console) Run(ctx context.Context, in, out *os.File) error {
 func isEnd(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // wrap breaks s into lines of at most width columns at spaces (a longer
 // word keeps its own line), for a terminal that does not wrap.

@@ -3,6 +3,8 @@ package console
 import (
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/internal/oneline"
 )
 
 func TestWrap(t *testing.T) {
@@ -13,7 +15,7 @@ func TestWrap(t *testing.T) {
 			t.Fatalf("line %q of %q", l, got)
 		}
 	}
-	if oneLine(strings.ReplaceAll(got, "\r\n", " ")) != s {
+	if oneline.Of(strings.ReplaceAll(got, "\r\n", " ")) != s {
 		t.Fatalf("wrapping lost words: %q", got)
 	}
 	long := strings.Repeat("x", 50)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/version"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
@@ -39,7 +40,7 @@ func (c *Console) status(ctx context.Context) error {
 	if c.agent == nil {
 		c.printf("agent: not configured\r\n")
 	} else if st, err := c.agent.Status(ctx); err != nil {
-		c.printf("agent: not reachable (%s)\r\n", clip(oneLine(err.Error()), 60))
+		c.printf("agent: not reachable (%s)\r\n", clip(oneline.Of(err.Error()), 60))
 	} else {
 		c.printf("site     %s\r\nphase    %s\r\n", st.Site, st.Phase)
 		if a := st.Allocation; a != nil {
@@ -59,7 +60,7 @@ func (c *Console) status(ctx context.Context) error {
 			c.printf("  %-20s %s\r\n", clip(p.Site, 20), p.State)
 		}
 		if b := st.BringUp; b != nil {
-			c.printf("bring-up %s\r\n", clip(oneLine(b.Summary()), 70))
+			c.printf("bring-up %s\r\n", clip(oneline.Of(b.Summary()), 70))
 			// Each step, at most two lines of 76 columns: what a real
 			// cluster's bring-up did (images, kubeadm init, TF, the cluster).
 			for _, s := range b.Steps {
@@ -67,7 +68,7 @@ func (c *Console) status(ctx context.Context) error {
 				if !s.OK {
 					mark = "--"
 				}
-				lines := strings.SplitN(wrap(fmt.Sprintf("%s %s: %s", mark, s.Name, oneLine(s.Detail)), 74), "\r\n", 3)
+				lines := strings.SplitN(wrap(fmt.Sprintf("%s %s: %s", mark, s.Name, oneline.Of(s.Detail)), 74), "\r\n", 3)
 				for _, l := range lines[:min(len(lines), 2)] {
 					c.printf("  %s\r\n", l)
 				}
@@ -76,11 +77,11 @@ func (c *Console) status(ctx context.Context) error {
 				c.printf("  .. %s\r\n", clip(d, 72))
 			}
 			if v := b.Vrouter; v != nil && !v.Confirmed {
-				c.printf("vrouter  REVERTED %s\r\n", clip(oneLine(v.Reason), 61))
+				c.printf("vrouter  REVERTED %s\r\n", clip(oneline.Of(v.Reason), 61))
 			}
 		}
 		if st.LastError != "" {
-			c.printf("error    %s\r\n", clip(oneLine(st.LastError), 70))
+			c.printf("error    %s\r\n", clip(oneline.Of(st.LastError), 70))
 		}
 	}
 	c.printf("last network event:\r\n  %s\r\n", clip(c.lastEvent(), 77))
@@ -262,7 +263,7 @@ func (c *Console) ping(ctx context.Context) error {
 		return err
 	}
 	if !validHost(host) {
-		return fmt.Errorf("%q is not a host name or address", oneLine(host))
+		return fmt.Errorf("%q is not a host name or address", oneline.Of(host))
 	}
 	tool, err := c.prompt(ctx, "p) ping  t) traceroute [p]: ")
 	if err != nil {
@@ -421,7 +422,7 @@ func (c *Console) reboot(ctx context.Context) error {
 	c.printf("Rebooting...\r\n")
 	out, err := exec.CommandContext(ctx, c.cfg.RebootCommand[0], c.cfg.RebootCommand[1:]...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("reboot: %v: %s", err, oneLine(string(out)))
+		return fmt.Errorf("reboot: %v: %s", err, oneline.Of(string(out)))
 	}
 	return nil
 }

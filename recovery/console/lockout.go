@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/readlimit"
 	"github.com/tfsite/tfsite/internal/strictjson"
 )
@@ -147,7 +148,7 @@ func (l limiter) load() (failures, error) {
 	}
 	st := failures{Failures: l.policy.Threshold, Lockouts: 1, Locked: true, Until: since.Add(l.policy.Period)}
 	return st, fmt.Errorf("%w: %s: %v; counting it as a lockout until %s (remove the file as root to clear it)",
-		errCorruptLockout, l.path, oneLine(err.Error()), st.Until.UTC().Format(time.RFC3339))
+		errCorruptLockout, l.path, oneline.Of(err.Error()), st.Until.UTC().Format(time.RFC3339))
 }
 
 // attemptResult is what one password try did.

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tfsite/tfsite/internal/oneline"
 )
 
 // Config configures a Guard.
@@ -383,7 +385,7 @@ func (g *Guard) revert(ctx context.Context, p *Pending, ev NodeEvictor, out Outc
 // when restoring failed so that recover can try again.
 func (g *Guard) restore(p *Pending, reason string) error {
 	if err := g.kernel.Restore(&p.Snapshot, p.RemoveLinks); err != nil {
-		msg := oneLine(err.Error())
+		msg := oneline.Of(err.Error())
 		_ = g.store.Record(Event{ID: p.ID, Event: EventRevertFailed, Reason: reason + "; restore failed: " + msg, Description: p.Description})
 		return fmt.Errorf("reverting change %s (%s) failed, its record stays for `tfsite net recover`: %s", p.ID, reason, msg)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/oneline"
 )
 
 const (
@@ -89,7 +90,7 @@ func DecodeRequest(data []byte) (*Request, error) {
 	}
 	var r Request
 	if err := decodeStrict(data, &r); err != nil {
-		return nil, fmt.Errorf("%w: request: %s", ErrCorrupt, oneLine(err.Error()))
+		return nil, fmt.Errorf("%w: request: %s", ErrCorrupt, oneline.Of(err.Error()))
 	}
 	var errs []error
 	if r.Version != formatV1 {
@@ -195,7 +196,7 @@ var refusalKinds = map[string]error{"busy": ErrBusy, "corrupt": ErrCorrupt, "inv
 
 // WriteRefusal records why the guard did not apply change id.
 func (s Store) WriteRefusal(id string, cause error) error {
-	r := refusal{Version: formatV1, ID: id, Error: oneLine(cause.Error())}
+	r := refusal{Version: formatV1, ID: id, Error: oneline.Of(cause.Error())}
 	for k, sentinel := range refusalKinds {
 		if errors.Is(cause, sentinel) {
 			r.Kind = k

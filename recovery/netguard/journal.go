@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
@@ -101,7 +102,7 @@ func decodeStrict(data []byte, v any) error {
 func DecodePending(data []byte) (*Pending, error) {
 	var p Pending
 	if err := decodeStrict(data, &p); err != nil {
-		return nil, fmt.Errorf("%w: pending change: %s", ErrCorrupt, oneLine(err.Error()))
+		return nil, fmt.Errorf("%w: pending change: %s", ErrCorrupt, oneline.Of(err.Error()))
 	}
 	var errs []string
 	if p.Version != formatV1 {
@@ -145,7 +146,7 @@ func linkNames(ls []Link) []string {
 func DecodeJournal(data []byte) ([]Event, error) {
 	var d journalDoc
 	if err := decodeStrict(data, &d); err != nil {
-		return nil, fmt.Errorf("%w: journal: %s", ErrCorrupt, oneLine(err.Error()))
+		return nil, fmt.Errorf("%w: journal: %s", ErrCorrupt, oneline.Of(err.Error()))
 	}
 	if d.Version != formatV1 {
 		return nil, fmt.Errorf("%w: journal: version %d, want %d", ErrCorrupt, d.Version, formatV1)

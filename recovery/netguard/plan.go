@@ -12,6 +12,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
@@ -98,7 +99,7 @@ func DecodePlan(data []byte) (*Plan, error) {
 	}
 	var p Plan
 	if err := yaml.UnmarshalStrict(data, &p); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidPlan, oneLine(err.Error()))
+		return nil, fmt.Errorf("%w: %s", ErrInvalidPlan, oneline.Of(err.Error()))
 	}
 	// The description is checked here, not in check: a pending record
 	// written before the limit must still decode, so it can be reverted.
@@ -109,8 +110,6 @@ func DecodePlan(data []byte) (*Plan, error) {
 	}
 	return &p, nil
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // check validates the plan's syntax, reporting every problem at once.
 func (p *Plan) check() error {

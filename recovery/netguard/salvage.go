@@ -9,6 +9,7 @@ import (
 	"regexp"
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
+	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/strictjson"
 )
 
@@ -42,7 +43,7 @@ func salvagePending(data []byte) (p *Pending, removeKnown bool, err error) {
 		removeKnown = true // a whole record naming no links to delete
 	}
 	var id string
-	if salvageField(data, "id", &id, false) && len(id) <= 64 && oneLine(id) == id {
+	if salvageField(data, "id", &id, false) && len(id) <= 64 && oneline.Of(id) == id {
 		p.ID = id
 	} else {
 		p.ID = "unknown"
@@ -194,7 +195,7 @@ func (g *Guard) salvage(cause error) (*Pending, error) {
 		reason += "; the links it created could not be read: look for leftovers (e.g. vhost0) with `tfsite net show`"
 	}
 	if err := g.kernel.Restore(&p.Snapshot, p.RemoveLinks); err != nil {
-		msg := oneLine(err.Error())
+		msg := oneline.Of(err.Error())
 		_ = g.store.Record(Event{ID: p.ID, Event: EventRevertFailed, Reason: reason + "; restore failed: " + msg})
 		return p, fmt.Errorf("restoring the snapshot salvaged from the damaged record %s failed, the file stays: %s", path, msg)
 	}
