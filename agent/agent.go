@@ -24,6 +24,7 @@ import (
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/agent/underlay"
 	"github.com/tfsite/tfsite/internal/version"
 	"github.com/tfsite/tfsite/recovery/netguard"
@@ -645,7 +646,7 @@ func (a *Agent) Release(ctx context.Context, site string) error {
 	if allocator == nil {
 		return fmt.Errorf("%w: the agent is not running the allocator yet (phase %s)", api.ErrUnavailable, a.Status(ctx).Phase)
 	}
-	if err := alloc.ValidateSiteName(site); err != nil {
+	if err := sitename.Validate(site); err != nil {
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
 	}
 	if site == cfg.Site {

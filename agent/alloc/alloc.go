@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // Allocation is what one site holds: its BGP ASN and its three prefixes.
@@ -35,7 +37,7 @@ func (a Allocation) IsZero() bool { return a == Allocation{} }
 // Validate checks that a is complete and well formed.
 func (a Allocation) Validate() error {
 	var errs []error
-	if err := ValidateSiteName(a.Site); err != nil {
+	if err := sitename.Validate(a.Site); err != nil {
 		errs = append(errs, err)
 	}
 	if a.ASN == 0 {
@@ -123,26 +125,6 @@ func CheckDisjoint(allocs []Allocation) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// ValidateSiteName checks that name is usable as a site name: 1–63
-// characters of a-z, 0-9 and '-', not starting or ending with '-' (a DNS label,
-// so it can name Kubernetes and TF objects too).
-func ValidateSiteName(name string) error {
-	if name == "" {
-		return errors.New("site name is empty: set a name like \"edge-1\"")
-	}
-	if len(name) > 63 {
-		return fmt.Errorf("site name %q is longer than 63 characters", name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(name)-1
-		if !ok {
-			return fmt.Errorf("site name %q is not a DNS label: use lower-case a-z, 0-9 and inner '-'", name)
-		}
-	}
-	return nil
 }
 
 // KeyLen is the length of a site's static public key (Curve25519).

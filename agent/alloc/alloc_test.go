@@ -29,19 +29,6 @@ func TestCheckDisjoint(t *testing.T) {
 	}
 }
 
-func TestValidateSiteName(t *testing.T) {
-	for _, ok := range []string{"a", "edge-1", strings.Repeat("x", 63)} {
-		if err := ValidateSiteName(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "-a", "a-", "A", "a_b", "a.b", strings.Repeat("x", 64)} {
-		if err := ValidateSiteName(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func TestAllocationValidate(t *testing.T) {
 	bad := Allocation{Site: "a", Pod: pfx("10.32.0.1/21"), Service: pfx("10.32.0.0/16")}
 	err := bad.Validate()

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // A backup of the allocation table is a raft snapshot of it (the state
@@ -188,7 +190,7 @@ func checkVoters(voters []string) error {
 	}
 	var errs []error
 	for i, v := range voters {
-		if err := ValidateSiteName(v); err != nil {
+		if err := sitename.Validate(v); err != nil {
 			errs = append(errs, fmt.Errorf("voters[%d]: %w", i, err))
 		}
 		if slices.Contains(voters[:i], v) {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // DefaultPort is the allocator endpoint port voters listen on (raft and RPC
@@ -91,7 +93,7 @@ func VoterSetHash(voters []string) string {
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if err := ValidateSiteName(c.Site); err != nil {
+	if err := sitename.Validate(c.Site); err != nil {
 		errs = append(errs, fmt.Errorf("site: %w", err))
 	}
 	if len(c.Voters) == 0 {
@@ -99,7 +101,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, v := range c.Voters {
-		if err := ValidateSiteName(v); err != nil {
+		if err := sitename.Validate(v); err != nil {
 			errs = append(errs, fmt.Errorf("voters[%d]: %w", i, err))
 		}
 		if seen[v] {

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/internal/notify"
 )
 
@@ -854,7 +855,7 @@ func (a *allocator) table(ctx context.Context) ([]Allocation, error) {
 }
 
 func (a *allocator) release(ctx context.Context, site string) error {
-	if err := ValidateSiteName(site); err != nil {
+	if err := sitename.Validate(site); err != nil {
 		return err
 	}
 	if !a.voter {

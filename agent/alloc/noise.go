@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/flynn/noise"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // The allocator channel. Every connection to a voter's endpoint (Raft and
@@ -245,7 +247,7 @@ func decodeHello(b []byte) (kind byte, site string, err error) {
 	if kind != kindRaft && kind != kindRPC {
 		return 0, "", fmt.Errorf("hello asks for unknown kind %q", kind)
 	}
-	if err := ValidateSiteName(site); err != nil {
+	if err := sitename.Validate(site); err != nil {
 		return 0, "", fmt.Errorf("hello: %w", err)
 	}
 	return kind, site, nil

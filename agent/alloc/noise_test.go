@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/flynn/noise"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // newIdentity is a fresh site identity, as loadOrCreateIdentity makes one.
@@ -312,7 +314,7 @@ func FuzzDecodeHello(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if (kind != kindRaft && kind != kindRPC) || ValidateSiteName(site) != nil {
+		if (kind != kindRaft && kind != kindRPC) || sitename.Validate(site) != nil {
 			t.Fatalf("accepted kind %q site %q", kind, site)
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // u128 is an address as a 128-bit number (IPv4 as its v4-mapped form).
@@ -250,7 +252,7 @@ func (p Pools) validatePins() []error {
 	var errs []error
 	seen := map[string]bool{}
 	for i, pin := range p.Pins {
-		if err := ValidateSiteName(pin.Site); err != nil {
+		if err := sitename.Validate(pin.Site); err != nil {
 			errs = append(errs, fmt.Errorf("pools.pins[%d]: %w", i, err))
 		}
 		if seen[pin.Site] {

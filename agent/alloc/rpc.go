@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // Allocation RPC: a connection of kind 'A' on the allocator channel
@@ -144,7 +146,7 @@ func decodeRequest(b []byte) (request, error) {
 	}
 	switch r.Op {
 	case rpcAllocate, rpcRelease:
-		if err := ValidateSiteName(r.Site); err != nil {
+		if err := sitename.Validate(r.Site); err != nil {
 			return r, fmt.Errorf("allocation request: %w", err)
 		}
 	case rpcTable:

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
@@ -59,7 +61,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.Op != rpcTable && ValidateSiteName(r.Site) != nil {
+		if r.Op != rpcTable && sitename.Validate(r.Site) != nil {
 			t.Fatalf("accepted bad site %q", r.Site)
 		}
 		if r.Claim != nil && (r.Claim.Validate() != nil || r.Claim.Site != r.Site) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/agent/underlay"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
@@ -270,7 +271,7 @@ func (c Config) Validate() error {
 	case c.Site == "":
 		add("site", "empty; set the site name (tfsite.site= on the kernel command line, or site: in the config)")
 	default:
-		if err := alloc.ValidateSiteName(c.Site); err != nil {
+		if err := sitename.Validate(c.Site); err != nil {
 			add("site", "%v", err)
 		}
 	}
@@ -337,7 +338,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, v := range c.Voters {
-		if err := alloc.ValidateSiteName(v); err != nil {
+		if err := sitename.Validate(v); err != nil {
 			add(fmt.Sprintf("voters[%d]", i), "%v", err)
 		}
 		if seen[v] {

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // KubernetesVersion is the version hack/build-kube.sh builds and kubeadm is told
@@ -107,7 +109,7 @@ func (p SiteParams) WithDefaults() SiteParams {
 func (p SiteParams) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if !dnsLabel().MatchString(p.Site) || len(p.Site) > 63 {
+	if !sitename.Valid(p.Site) {
 		bad("site %q: must be a DNS label (lower-case letters, digits, '-', at most 63)", p.Site)
 	}
 	if p.ASN == 0 || p.ASN == 23456 || p.ASN == 65535 || p.ASN == 4294967295 {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // DefaultPort is memberlist's usual gossip port (TCP and UDP).
@@ -75,7 +75,7 @@ func Default() Config {
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if err := alloc.ValidateSiteName(c.Site); err != nil {
+	if err := sitename.Validate(c.Site); err != nil {
 		errs = append(errs, fmt.Errorf("site: %w", err))
 	}
 	if _, err := netip.ParseAddr(c.BindAddr); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // MetaMaxSize is memberlist's limit on node metadata.
@@ -170,7 +171,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 			return Meta{}, fmt.Errorf("gossip metadata field %d: %w", tag, err)
 		}
 	}
-	if err := alloc.ValidateSiteName(m.Site); err != nil {
+	if err := sitename.Validate(m.Site); err != nil {
 		return Meta{}, fmt.Errorf("gossip metadata: %w", err)
 	}
 	if allocRaw != nil {

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // Peer is another site's BGP speaker.
@@ -46,7 +48,7 @@ var labelRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`
 // Validate reports every problem at once.
 func Validate(l Local, peers []Peer) error {
 	var errs []error
-	if !labelRe().MatchString(l.Site) {
+	if !sitename.Valid(l.Site) {
 		errs = append(errs, fmt.Errorf("local site %q: must be a DNS label", l.Site))
 	}
 	if l.ASN == 0 {

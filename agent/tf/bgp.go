@@ -8,12 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/sitename"
 )
 
 // Schema names of the objects the peering touches (tf-api-client schema).
@@ -117,7 +118,6 @@ type Peer struct {
 }
 
 // Compiled on first use, not at every tfsite start.
-var siteRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`) })
 
 // PeeringConfig configures the reconciler.
 type PeeringConfig struct {
@@ -291,7 +291,7 @@ func checkPeers(peers []Peer) error {
 	seen := map[string]bool{}
 	for _, pr := range peers {
 		switch {
-		case !siteRe().MatchString(pr.Site) || len(PeerName(pr.Site)) > 63:
+		case !sitename.Valid(pr.Site) || len(PeerName(pr.Site)) > 63:
 			errs = append(errs, fmt.Errorf("peer site %q: must be a DNS label", pr.Site))
 		case seen[pr.Site]:
 			errs = append(errs, fmt.Errorf("peer site %q listed twice", pr.Site))
