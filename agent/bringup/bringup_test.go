@@ -180,6 +180,24 @@ func preflightFixture(t *testing.T, kubeadmBin string) (root string, cfg kube.Pr
 		Kubeadm: kubeadmBin, Kubelet: filepath.Join(filepath.Dir(kubeadmBin), "kubelet")}
 }
 
+// runInBackground runs b.Run until the test ends, then stops it (Close twice:
+// it must be safe) and checks that Run returned nil. It returns Run's context.
+func runInBackground(t *testing.T, b *BringUp) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		b.Close()
+		b.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return ctx
+}
+
 // waitPass waits for a pass after `after` whose status satisfies ok.
 func waitPass(t *testing.T, b *BringUp, after int, what string, ok func(Status) bool) Status {
 	t.Helper()
@@ -238,17 +256,7 @@ func TestBringUpAgainstRealKubeadmAndAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() {
-		cancel()
-		b.Close()
-		b.Close()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	ctx := runInBackground(t, b)
 
 	s := waitPass(t, b, 0, "waiting for params", func(s Status) bool { return s.Phase == PhaseWaiting })
 	if !strings.Contains(s.Waiting, "allocation") {
@@ -523,13 +531,7 @@ func TestSlowPassStillWaitsTheInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	runInBackground(t, b)
 	waitPass(t, b, 0, "the first pass", func(Status) bool { return true })
 	ended := time.Now()
 	waitPass(t, b, 1, "the second pass", func(Status) bool { return true })
