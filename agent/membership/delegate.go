@@ -1,0 +1,68 @@
+package membership
+
+// memberlist's delegates: this site's metadata out, member events in.
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// delegate implements memberlist's Delegate, EventDelegate and ConflictDelegate.
+type delegate struct{ m *Membership }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	if len(d.m.meta) > limit {
+		return nil // EncodeMeta enforces MetaMaxSize; never reached
+	}
+	return append([]byte(nil), d.m.meta...)
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// remember copies n. memberlist keeps a node's state outside the Node it
+// passes (Node.State stays zero), so the copy's State is set from the event:
+// alive on join and update, dead on leave (left or failed).
+func (d *delegate) remember(n *memberlist.Node, alive bool) {
+	c := *n
+	c.Meta = append([]byte(nil), n.Meta...)
+	c.State = memberlist.StateDead
+	if alive {
+		c.State = memberlist.StateAlive
+	}
+	d.m.mu.Lock()
+	d.m.known[n.Name] = &c
+	meta, err := DecodeMeta(c.Meta)
+	d.m.decoded[n.Name] = decodedMeta{meta, err}
+	delete(d.m.suspect, n.Name)
+	d.m.mu.Unlock()
+	d.m.notify()
+}
+
+func (d *delegate) NotifyJoin(n *memberlist.Node) {
+	d.remember(n, true)
+	d.m.log.Debug("site joined", "site", n.Name, "addr", n.Address())
+}
+
+func (d *delegate) NotifyLeave(n *memberlist.Node) {
+	d.remember(n, false)
+	d.m.log.Info("site left or failed", "site", n.Name, "addr", n.Address())
+}
+
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.remember(n, true) }
+
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	msg := fmt.Sprintf("duplicate site name %q: claimed by %s and %s: give every site a unique name", existing.Name, existing.Address(), other.Address())
+	d.m.mu.Lock()
+	_, seen := d.m.conflicts[existing.Name]
+	d.m.conflicts[existing.Name] = msg
+	d.m.mu.Unlock()
+	if !seen {
+		d.m.log.Error(msg)
+	}
+	d.m.notify()
+}
