@@ -24,6 +24,7 @@ import (
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/agent/underlay"
 	"github.com/tfsite/tfsite/internal/version"
@@ -86,7 +87,7 @@ type Agent struct {
 	alloc   *alloc.Allocator
 
 	peersMu    sync.Mutex
-	knownPeers map[string]api.BGPPeer // BGPPeers: every site seen with an allocation, until released
+	knownPeers map[string]site.BGPPeer // BGPPeers: every site seen with an allocation, until released
 
 	lastLoop  atomic.Int64 // unix nanos of the reconcile loop's last pass
 	closeOnce sync.Once
@@ -633,7 +634,7 @@ func peersOf(members []membership.Member, cfg config.Config) []api.Peer {
 	return out
 }
 
-func apiAllocation(al *alloc.Allocation) *api.Allocation {
+func apiAllocation(al *site.Allocation) *api.Allocation {
 	return &api.Allocation{ASN: al.ASN, Pod: al.Pod, Service: al.Service, Fabric: al.Fabric}
 }
 

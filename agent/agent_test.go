@@ -26,6 +26,7 @@ import (
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/underlay"
 	"github.com/tfsite/tfsite/recovery/netguard"
 	"github.com/tfsite/tfsite/recovery/oob"
@@ -39,10 +40,10 @@ type lab struct {
 	net    string // "127.N.M."
 	key    string
 	voters []string
-	sites  map[string]*site
+	sites  map[string]*testSite
 }
 
-type site struct {
+type testSite struct {
 	name   string
 	cfg    config.Config
 	agent  *Agent
@@ -63,7 +64,7 @@ func newLab(t *testing.T, voters ...string) *lab {
 		key[i] = byte(rand.N(256))
 	}
 	l := &lab{
-		t: t, dir: dir, voters: voters, sites: map[string]*site{},
+		t: t, dir: dir, voters: voters, sites: map[string]*testSite{},
 		net: fmt.Sprintf("127.%d.%d.", 100+rand.N(100), rand.N(250)),
 		key: base64.StdEncoding.EncodeToString(key),
 	}
@@ -96,19 +97,19 @@ func (l *lab) config(name string, i int) config.Config {
 	return c
 }
 
-func (l *lab) start(name string, i int) *site {
+func (l *lab) start(name string, i int) *testSite {
 	l.t.Helper()
 	return l.startConfig(l.config(name, i))
 }
 
-func (l *lab) startConfig(cfg config.Config, opts ...Option) *site {
+func (l *lab) startConfig(cfg config.Config, opts ...Option) *testSite {
 	l.t.Helper()
 	a, err := New(cfg, testLogger(l.t, cfg.Site), opts...)
 	if err != nil {
 		l.t.Fatalf("New(%s): %v", cfg.Site, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &site{name: cfg.Site, cfg: cfg, agent: a, cancel: cancel, done: make(chan error, 1)}
+	s := &testSite{name: cfg.Site, cfg: cfg, agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
 	l.sites[cfg.Site] = s
 	return s
@@ -187,17 +188,17 @@ func (l *lab) waitAll(timeout time.Duration) map[string]api.Status {
 // see of it.
 func checkDisjoint(t *testing.T, all map[string]api.Status) {
 	t.Helper()
-	var allocs []alloc.Allocation
+	var allocs []site.Allocation
 	for name, st := range all {
 		a := st.Allocation
-		allocs = append(allocs, alloc.Allocation{Site: name, ASN: a.ASN, Pod: a.Pod, Service: a.Service, Fabric: a.Fabric})
+		allocs = append(allocs, site.Allocation{Site: name, ASN: a.ASN, Pod: a.Pod, Service: a.Service, Fabric: a.Fabric})
 		for _, p := range st.Peers {
 			if other, ok := all[p.Site]; ok && p.Allocation != nil && *p.Allocation != *other.Allocation {
 				t.Errorf("%s sees %s holding %+v, but %s holds %+v", name, p.Site, *p.Allocation, p.Site, *other.Allocation)
 			}
 		}
 	}
-	if err := alloc.CheckDisjoint(allocs); err != nil {
+	if err := site.CheckDisjoint(allocs); err != nil {
 		t.Fatalf("allocations collide:\n%v", err)
 	}
 }

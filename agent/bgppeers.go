@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/strictjson"
 )
@@ -21,16 +23,17 @@ import (
 // allocation, and so its peering, stands until an operator releases it.
 const BGPPeersFile = "bgp-peers.json"
 
-// BGPPeers implements api.Backend: every other site holding an allocation,
-// at the underlay address and ASN it published in gossip. A site stays a
-// peer while its allocation exists, also after gossip forgot it (memberlist
-// drops dead members after a while): departed sites keep their allocation
-// until an operator releases it, and their BGP peering until then. Released
-// sites are dropped as soon as the committed table no longer lists them.
-// The peer set is kept in <stateDir>/bgp-peers.json (written atomically
-// when it changes), so an agent restart does not forget a departed site.
-// The bring-up process (tfsite bringup) configures TF's peering from this.
-func (a *Agent) BGPPeers(ctx context.Context) ([]api.BGPPeer, error) {
+// BGPPeers implements api.Backend: every other site in the committed
+// allocation table, with its committed ASN and pod prefix, at the underlay
+// address it publishes in gossip. The table is the one source of truth: a
+// departed site stays a peer until an operator releases it, a released one
+// goes as soon as the table drops it. Addresses are kept in
+// <stateDir>/bgp-peers.json (written atomically when the set changes), because
+// gossip forgets a dead site after a while and a restarted agent never heard
+// of one that was already gone. Without a table (no quorum reachable) the
+// saved set is served as it is. TF's peering (bring-up) and `tfsite peering
+// --socket` both read this.
+func (a *Agent) BGPPeers(ctx context.Context) ([]site.BGPPeer, error) {
 	a.mu.Lock()
 	members, allocator := a.members, a.alloc
 	path := filepath.Join(a.cfg.StateDir, BGPPeersFile)
@@ -41,46 +44,74 @@ func (a *Agent) BGPPeers(ctx context.Context) ([]api.BGPPeer, error) {
 	a.peersMu.Lock()
 	defer a.peersMu.Unlock()
 	if a.knownPeers == nil {
-		a.knownPeers = map[string]api.BGPPeer{}
+		a.knownPeers = map[string]site.BGPPeer{}
 		saved, err := readBGPPeers(path)
 		if err != nil {
-			a.log.Warn("BGP peer cache unreadable; rebuilding it from gossip (a departed site that gossip forgot is missing until it returns)", "err", err)
+			a.log.Warn("BGP peer cache unreadable; rebuilding it from the allocation table and gossip (a departed site that gossip forgot is missing until it returns)", "err", err)
 		}
 		for _, p := range saved {
 			a.knownPeers[p.Site] = p
 		}
 	}
-	before := maps.Clone(a.knownPeers)
-	for _, m := range members.Members() {
-		if p, ok := bgpPeer(m); ok {
-			a.knownPeers[m.Site] = p
-		}
-	}
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if table, err := allocator.Table(tctx); err == nil {
-		held := make(map[string]bool, len(table))
-		for _, al := range table {
-			held[al.Site] = true
-		}
-		maps.DeleteFunc(a.knownPeers, func(site string, _ api.BGPPeer) bool { return !held[site] })
+	table, err := allocator.Table(tctx)
+	if err != nil {
+		a.log.Debug("allocation table unavailable; serving the saved BGP peers", "err", err)
 	} else {
-		a.log.Debug("allocation table unavailable; keeping the known BGP peers", "err", err)
-	}
-	out := make([]api.BGPPeer, 0, len(a.knownPeers))
-	for _, site := range slices.Sorted(maps.Keys(a.knownPeers)) {
-		out = append(out, a.knownPeers[site])
-	}
-	if !maps.Equal(before, a.knownPeers) {
-		if err := writeBGPPeers(path, out); err != nil {
-			a.log.Warn("BGP peers not saved; an agent restart may forget departed sites", "err", err)
+		next := peersFromTable(a.cfg.Site, table, underlayAddrs(members.Members()), a.knownPeers)
+		if !maps.Equal(next, a.knownPeers) {
+			a.knownPeers = next
+			if err := writeBGPPeers(path, sortedPeers(next)); err != nil {
+				a.log.Warn("BGP peers not saved; an agent restart may forget departed sites", "err", err)
+			}
 		}
 	}
-	return out, nil
+	return sortedPeers(a.knownPeers), nil
+}
+
+// peersFromTable is the peer set the committed table implies: every site but
+// self, at its gossip underlay address or, when gossip no longer knows it,
+// the address saved before. A site never seen anywhere is left out until
+// gossip says where it is.
+func peersFromTable(self string, table []site.Allocation, addrs map[string]netip.Addr, saved map[string]site.BGPPeer) map[string]site.BGPPeer {
+	out := make(map[string]site.BGPPeer, len(table))
+	for _, al := range table {
+		if al.Site == self {
+			continue
+		}
+		addr, ok := addrs[al.Site]
+		if !ok {
+			addr = saved[al.Site].Address
+		}
+		if addr.IsValid() {
+			out[al.Site] = site.BGPPeer{Site: al.Site, ASN: al.ASN, Address: addr, Pod: al.Pod}
+		}
+	}
+	return out
+}
+
+// underlayAddrs maps every remote member publishing an underlay address to it.
+func underlayAddrs(ms []membership.Member) map[string]netip.Addr {
+	out := make(map[string]netip.Addr, len(ms))
+	for _, m := range ms {
+		if !m.Local && m.Meta.Underlay.IsValid() {
+			out[m.Site] = m.Meta.Underlay
+		}
+	}
+	return out
+}
+
+func sortedPeers(m map[string]site.BGPPeer) []site.BGPPeer {
+	out := make([]site.BGPPeer, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[name])
+	}
+	return out
 }
 
 // writeBGPPeers saves peers (sorted by site) atomically.
-func writeBGPPeers(path string, peers []api.BGPPeer) error {
+func writeBGPPeers(path string, peers []site.BGPPeer) error {
 	b, err := json.MarshalIndent(peers, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding BGP peers: %w", err)
@@ -89,15 +120,15 @@ func writeBGPPeers(path string, peers []api.BGPPeer) error {
 }
 
 // readBGPPeers loads the saved peers; no file is no peers.
-func readBGPPeers(path string) ([]api.BGPPeer, error) {
+func readBGPPeers(path string) ([]site.BGPPeer, error) {
 	peers, _, err := atomicfile.Read(path, "BGP peer cache", "delete the file: the agent rebuilds it from gossip", DecodeBGPPeers)
 	return peers, err
 }
 
 // DecodeBGPPeers strictly decodes a saved BGP peer list: a JSON array of
 // {site, asn, address}, each site once, with a name, an ASN and an address.
-func DecodeBGPPeers(b []byte) ([]api.BGPPeer, error) {
-	var peers []api.BGPPeer
+func DecodeBGPPeers(b []byte) ([]site.BGPPeer, error) {
+	var peers []site.BGPPeer
 	if err := strictjson.Unmarshal(b, &peers); err != nil {
 		return nil, fmt.Errorf("not a BGP peer list: %w", err)
 	}
@@ -116,15 +147,6 @@ func DecodeBGPPeers(b []byte) ([]api.BGPPeer, error) {
 		seen[p.Site] = true
 	}
 	return peers, nil
-}
-
-// bgpPeer maps a remote member holding an allocation to a BGP peer: its
-// control node is at its underlay address.
-func bgpPeer(m membership.Member) (api.BGPPeer, bool) {
-	if m.Local || m.Meta.Alloc == nil || !m.Meta.Underlay.IsValid() {
-		return api.BGPPeer{}, false
-	}
-	return api.BGPPeer{Site: m.Site, Address: m.Meta.Underlay, ASN: m.Meta.Alloc.ASN}, true
 }
 
 // bringUpStatus is what the bring-up process last reported (nil when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,9 +23,11 @@ import (
 	"github.com/tfsite/tfsite/agent/bringup"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/agent/tf/tfcontract"
 	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/internal/probe"
 	"github.com/tfsite/tfsite/internal/testrig"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
@@ -45,8 +48,8 @@ func (k *fixedKernel) Restore(*netguard.State, []string) error {
 // answeringProber: the gateway and every target answer (a healthy host).
 type answeringProber struct{}
 
-func (answeringProber) ARP(context.Context, netguard.Target) error   { return nil }
-func (answeringProber) Reach(context.Context, netguard.Target) error { return nil }
+func (answeringProber) ARP(context.Context, probe.Target) error   { return nil }
+func (answeringProber) Reach(context.Context, probe.Target) error { return nil }
 
 // TestBringUpFollowsMembership runs three in-process agents and, for site-a,
 // the bring-up process (bringup.Daemon) talking to its agent over the API
@@ -155,7 +158,7 @@ func TestBringUpFollowsMembership(t *testing.T) {
 	// site-c leaves: it stays a BGP peer until it is released, then its
 	// peering goes.
 	l.stop("site-c")
-	if peers, err := api.NewClient(cfg.APISocket).BGPPeers(t.Context()); err != nil || !slices.ContainsFunc(peers, func(p api.BGPPeer) bool { return p.Site == "site-c" }) {
+	if peers, err := api.NewClient(cfg.APISocket).BGPPeers(t.Context()); err != nil || !slices.ContainsFunc(peers, func(p site.BGPPeer) bool { return p.Site == "site-c" }) {
 		t.Fatalf("departed, unreleased site-c is no longer a BGP peer: %+v (%v)", peers, err)
 	}
 	deadline = time.Now().Add(60 * time.Second)
@@ -208,7 +211,7 @@ func TestBGPPeersSurviveRestart(t *testing.T) {
 	l.start("site-a", 1)
 	l.start("site-b", 2)
 	all := l.waitAll(60 * time.Second)
-	peersOf := func() []api.BGPPeer {
+	peersOf := func() []site.BGPPeer {
 		t.Helper()
 		peers, err := api.NewClient(l.sites["site-a"].cfg.APISocket).BGPPeers(t.Context())
 		if err != nil {
@@ -216,7 +219,7 @@ func TestBGPPeersSurviveRestart(t *testing.T) {
 		}
 		return peers
 	}
-	want := []api.BGPPeer{{Site: "site-b", ASN: all["site-b"].Allocation.ASN, Address: netip.MustParseAddr(l.net + "2")}}
+	want := []site.BGPPeer{{Site: "site-b", ASN: all["site-b"].Allocation.ASN, Address: netip.MustParseAddr(l.net + "2"), Pod: all["site-b"].Allocation.Pod}}
 	if got := peersOf(); !slices.Equal(got, want) {
 		t.Fatalf("BGP peers = %+v, want %+v", got, want)
 	}
@@ -278,7 +281,7 @@ func TestReadBGPPeersNamesTheFileAndTheFix(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "delete the file") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("corrupt file: %v, want one line naming %s and the fix", err, path)
 	}
-	want := []api.BGPPeer{{Site: "b", ASN: 64513, Address: netip.MustParseAddr("192.0.2.2")}}
+	want := []site.BGPPeer{{Site: "b", ASN: 64513, Address: netip.MustParseAddr("192.0.2.2")}}
 	if err := writeBGPPeers(path, want); err != nil {
 		t.Fatal(err)
 	}
@@ -305,4 +308,33 @@ func FuzzDecodeBGPPeers(f *testing.F) {
 			t.Fatalf("round trip of %s: %+v, %v", enc, again, err)
 		}
 	})
+}
+
+// TestPeersFromTable: the committed table decides who is a peer and with
+// which ASN and pod; gossip only says where.
+func TestPeersFromTable(t *testing.T) {
+	pfx, addr := netip.MustParsePrefix, netip.MustParseAddr
+	table := []site.Allocation{
+		{Site: "alpha", ASN: 64512, Pod: pfx("10.32.0.0/21")},
+		{Site: "beta", ASN: 64513, Pod: pfx("10.32.8.0/21")},
+		{Site: "gone", ASN: 64514, Pod: pfx("10.32.16.0/21")},
+		{Site: "new", ASN: 64515, Pod: pfx("10.32.24.0/21")},
+	}
+	gossip := map[string]netip.Addr{"beta": addr("192.168.1.2"), "released": addr("192.168.1.9")}
+	saved := map[string]site.BGPPeer{
+		"beta":     {Site: "beta", ASN: 1, Address: addr("192.168.9.9")},
+		"gone":     {Site: "gone", ASN: 64514, Address: addr("192.168.1.3")},
+		"released": {Site: "released", ASN: 64520, Address: addr("192.168.1.9")},
+	}
+	got := peersFromTable("alpha", table, gossip, saved)
+	want := map[string]site.BGPPeer{
+		// gossip's address, the table's ASN (not the stale saved one)
+		"beta": {Site: "beta", ASN: 64513, Address: addr("192.168.1.2"), Pod: pfx("10.32.8.0/21")},
+		// gossip forgot it: the saved address, the committed values
+		"gone": {Site: "gone", ASN: 64514, Address: addr("192.168.1.3"), Pod: pfx("10.32.16.0/21")},
+		// "new" has no known address yet; "released" left the table; alpha is self
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("peers = %v\nwant %v", got, want)
+	}
 }

@@ -46,7 +46,7 @@ func TestExampleKeyRefusedOrWarnedInLabMode(t *testing.T) {
 		t.Fatalf("New in lab mode: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &site{name: cfg.Site, cfg: cfg, agent: a, cancel: cancel, done: make(chan error, 1)}
+	s := &testSite{name: cfg.Site, cfg: cfg, agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
 	l.sites[cfg.Site] = s
 	if st := l.waitAll(30 * time.Second)["site-a"]; st.Allocation == nil {

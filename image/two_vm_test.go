@@ -39,7 +39,7 @@ var twoVMSites = []twoVMSite{
 // Lines end in "\r\r\n" on the serial line (the console writes "\r\n", the tty adds a "\r").
 var rePeers = regexp.MustCompile(`peers +(\d+)\r*\n((?: +\S+ +\S+\r*\n)*)\S`)
 
-// reReadyAlloc parses the line agent-ready prints after READY=1 (alloc.Allocation's String).
+// reReadyAlloc parses the line agent-ready prints after READY=1 (site.Allocation's String).
 var reReadyAlloc = regexp.MustCompile(`tfsite-agent: ready \(READY=1\): (\S+) asn=(\d+) pod=(\S+) service=(\S+) fabric=(\S+)[\r\n]`)
 
 // readyAlloc is what one site reported when it became ready.

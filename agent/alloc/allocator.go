@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // Phases reported by Status().Phase.
@@ -24,10 +26,10 @@ type Status struct {
 	Site  string `json:"site"`
 	Phase string `json:"phase"`
 	// Error is the last error in words ("" when allocated and healthy).
-	Error      string      `json:"error,omitempty"`
-	Allocation *Allocation `json:"allocation,omitempty"`
-	Voter      bool        `json:"voter"`
-	VoterHash  string      `json:"voter_hash"`
+	Error      string           `json:"error,omitempty"`
+	Allocation *site.Allocation `json:"allocation,omitempty"`
+	Voter      bool             `json:"voter"`
+	VoterHash  string           `json:"voter_hash"`
 	// RaftState is "leader", "follower", "candidate" or "" (non-voter).
 	RaftState string `json:"raft_state,omitempty"`
 	// Leader is the current raft leader's site name, if known.
@@ -64,16 +66,16 @@ func (a *Allocator) Close() error { return a.impl.close() }
 
 // Local returns this site's committed allocation, if it holds one. A
 // recorded allocation is returned from the start (it never changes).
-func (a *Allocator) Local() (Allocation, bool) { return a.impl.local() }
+func (a *Allocator) Local() (site.Allocation, bool) { return a.impl.local() }
 
 // Wait blocks until the site holds an allocation or ctx is done.
-func (a *Allocator) Wait(ctx context.Context) (Allocation, error) { return a.impl.wait(ctx) }
+func (a *Allocator) Wait(ctx context.Context) (site.Allocation, error) { return a.impl.wait(ctx) }
 
 // Table returns every committed allocation, sorted by site, as the Raft
 // leader holds it once a quorum has confirmed its leadership (never a
 // follower's possibly lagging replica): a site missing from it holds
 // nothing. It needs a voter quorum (ErrNoQuorum without one).
-func (a *Allocator) Table(ctx context.Context) ([]Allocation, error) { return a.impl.table(ctx) }
+func (a *Allocator) Table(ctx context.Context) ([]site.Allocation, error) { return a.impl.table(ctx) }
 
 // Release frees site's allocation through the leader so that its values can
 // be reused. Only for sites that are gone for good: a live site whose values

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // TestKeyHolderCannotTakeALiveSite reproduces issue 14's attack: a holder of
@@ -29,7 +30,7 @@ func TestKeyHolderCannotTakeALiveSite(t *testing.T) {
 		name      string
 		h         *alloc.KeyHolder
 		op, site  string
-		claim     *alloc.Allocation
+		claim     *site.Allocation
 		wantInMsg string
 	}{
 		// m, a member, as itself: not a voter's operator.

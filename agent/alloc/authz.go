@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // Who may do what on a voter (docs/allocation.md, "Trust model"). The
@@ -41,16 +43,16 @@ func (a *allocator) localCaller() caller {
 }
 
 // peer returns the gossip view of site.
-func (a *allocator) peer(site string) (Peer, bool) {
+func (a *allocator) peer(name string) (site.Peer, bool) {
 	if l, ok := a.members.(peerLookup); ok {
-		return l.Peer(site)
+		return l.Peer(name)
 	}
 	for _, p := range a.members.Peers() {
-		if p.Site == site {
+		if p.Site == name {
 			return p, true
 		}
 	}
-	return Peer{}, false
+	return site.Peer{}, false
 }
 
 // checkRequester refuses a request about site unless it comes from site

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -69,7 +70,7 @@ type Backup struct {
 	// ConfigurationIndex the index that committed the voter set.
 	Index, Term, ConfigurationIndex uint64
 	// Table is every allocation, sorted by site.
-	Table []Allocation
+	Table []site.Allocation
 
 	table []byte // the state machine's snapshot (compact JSON)
 }

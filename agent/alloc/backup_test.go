@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // testBackup is a backup of allocA and allocB as a voter would take it.
@@ -22,7 +24,7 @@ func testBackup(t testing.TB) Backup {
 		t.Fatal(err)
 	}
 	return Backup{Created: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), Site: "a", Leader: true, Voters: []string{"a", "b", "c"},
-		Index: 5, Term: 2, ConfigurationIndex: 1, Table: []Allocation{allocA, allocB}, table: []byte(snap.(fsmSnapshot))}
+		Index: 5, Term: 2, ConfigurationIndex: 1, Table: []site.Allocation{allocA, allocB}, table: []byte(snap.(fsmSnapshot))}
 }
 
 func TestBackupRoundTrip(t *testing.T) {
@@ -44,7 +46,7 @@ func TestBackupRoundTrip(t *testing.T) {
 		Sites  int    `json:"sites"`
 		Table  struct {
 			Records []struct {
-				Alloc Allocation `json:"alloc"`
+				Alloc site.Allocation `json:"alloc"`
 			} `json:"records"`
 		} `json:"table"`
 	}
@@ -72,7 +74,7 @@ func TestDecodeBackupRefusesDamage(t *testing.T) {
 		var b Backup
 		b.Created, b.Site, b.Leader, b.Voters = bf.Created, bf.Site, bf.Leader, bf.Voters
 		b.Index, b.Term, b.ConfigurationIndex, b.table = bf.Raft.Index, bf.Raft.Term, bf.Raft.ConfigurationIndex, bf.Table
-		b.Table = make([]Allocation, bf.Sites) // Encode counts them
+		b.Table = make([]site.Allocation, bf.Sites) // Encode counts them
 		out, err := b.Encode()
 		if err != nil {
 			t.Fatal(err)
@@ -148,7 +150,7 @@ func FuzzDecodeBackup(f *testing.F) {
 			}
 			return
 		}
-		if err := CheckDisjoint(b.Table); err != nil {
+		if err := site.CheckDisjoint(b.Table); err != nil {
 			t.Fatalf("decoded a colliding table: %v", err)
 		}
 		again, err := b.Encode()

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/pools"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // These tests run real memberlist agents and real raft voters on loopback,
@@ -22,7 +24,7 @@ import (
 
 var gossipKey = bytes.Repeat([]byte{7}, 32)
 
-type site struct {
+type testSite struct {
 	t      *testing.T
 	name   string
 	dir    string
@@ -45,14 +47,14 @@ func logger(t *testing.T) *slog.Logger {
 }
 
 // startSite starts gossip + allocator for name. dir "" means a new temp dir.
-func startSite(t *testing.T, name, dir string, voters []string, seeds []string, opts ...siteOpt) *site {
+func startSite(t *testing.T, name, dir string, voters []string, seeds []string, opts ...siteOpt) *testSite {
 	t.Helper()
 	return startSiteOn(t, name, dir, 0, voters, seeds, opts...)
 }
 
 // restart starts a stopped site again from its state dir on its old ports,
 // as a rebooted appliance would.
-func (s *site) restart(voters, seeds []string, opts ...siteOpt) *site {
+func (s *testSite) restart(voters, seeds []string, opts ...siteOpt) *testSite {
 	s.t.Helper()
 	ep := s.ep
 	if ep.IsValid() {
@@ -61,7 +63,7 @@ func (s *site) restart(voters, seeds []string, opts ...siteOpt) *site {
 	return startSiteOn(s.t, s.name, s.dir, int(s.addr.Port()), voters, seeds, opts...)
 }
 
-func startSiteOn(t *testing.T, name, dir string, gossipPort int, voters []string, seeds []string, opts ...siteOpt) *site {
+func startSiteOn(t *testing.T, name, dir string, gossipPort int, voters []string, seeds []string, opts ...siteOpt) *testSite {
 	t.Helper()
 	return startSiteView(t, name, dir, gossipPort, voters, seeds, nil, opts...)
 }
@@ -73,8 +75,8 @@ type hiddenView struct {
 	hide func(site string) bool
 }
 
-func (v hiddenView) Peers() []alloc.Peer {
-	var out []alloc.Peer
+func (v hiddenView) Peers() []site.Peer {
+	var out []site.Peer
 	for _, p := range v.Membership.Peers() {
 		if !v.hide(p.Site) {
 			out = append(out, p)
@@ -83,16 +85,16 @@ func (v hiddenView) Peers() []alloc.Peer {
 	return out
 }
 
-func (v hiddenView) Peer(site string) (alloc.Peer, bool) {
-	if v.hide(site) {
-		return alloc.Peer{}, false
+func (v hiddenView) Peer(name string) (site.Peer, bool) {
+	if v.hide(name) {
+		return site.Peer{}, false
 	}
-	return v.Membership.Peer(site)
+	return v.Membership.Peer(name)
 }
 
 // startSiteView is startSiteOn whose allocator sees gossip without the sites
 // hide names (nil: all).
-func startSiteView(t *testing.T, name, dir string, gossipPort int, voters []string, seeds []string, hide func(string) bool, opts ...siteOpt) *site {
+func startSiteView(t *testing.T, name, dir string, gossipPort int, voters []string, seeds []string, hide func(string) bool, opts ...siteOpt) *testSite {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -122,7 +124,7 @@ func startSiteView(t *testing.T, name, dir string, gossipPort int, voters []stri
 		m.Close()
 		t.Fatalf("allocator %s: %v", name, err)
 	}
-	s := &site{t: t, name: name, dir: dir, m: m, a: a, done: make(chan struct{}), addr: m.LocalAddr(), ep: a.Endpoint()}
+	s := &testSite{t: t, name: name, dir: dir, m: m, a: a, done: make(chan struct{}), addr: m.LocalAddr(), ep: a.Endpoint()}
 	publish := func() {
 		meta := membership.Meta{RPC: a.Endpoint(), VoterHash: a.VoterHash(), Version: "test", Key: a.PublicKey(), Released: a.Released()}
 		if al, ok := a.Local(); ok {
@@ -158,7 +160,7 @@ func startSiteView(t *testing.T, name, dir string, gossipPort int, voters []stri
 }
 
 // stop shuts the site down (like a crash of the process: no leave).
-func (s *site) stop() {
+func (s *testSite) stop() {
 	s.once.Do(func() {
 		s.cancel()
 		if err := s.a.Close(); err != nil {
@@ -170,13 +172,13 @@ func (s *site) stop() {
 	})
 }
 
-func (s *site) gossip() string { return s.addr.String() }
+func (s *testSite) gossip() string { return s.addr.String() }
 
-func waitAllocated(t *testing.T, timeout time.Duration, sites ...*site) []alloc.Allocation {
+func waitAllocated(t *testing.T, timeout time.Duration, sites ...*testSite) []site.Allocation {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var out []alloc.Allocation
+	var out []site.Allocation
 	for _, s := range sites {
 		al, err := s.a.Wait(ctx)
 		if err != nil {
@@ -193,7 +195,7 @@ func waitAllocated(t *testing.T, timeout time.Duration, sites ...*site) []alloc.
 // releaseWhenGone releases site on voter as its operator would: once the
 // voter's gossip no longer sees it alive (a stopped site stays alive, then
 // suspect, for a moment), which the voter checks.
-func releaseWhenGone(t *testing.T, voter *site, name string) {
+func releaseWhenGone(t *testing.T, voter *testSite, name string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -210,7 +212,7 @@ func releaseWhenGone(t *testing.T, voter *site, name string) {
 	}
 }
 
-func waitPhase(t *testing.T, s *site, phase string, timeout time.Duration) alloc.Status {
+func waitPhase(t *testing.T, s *testSite, phase string, timeout time.Duration) alloc.Status {
 	t.Helper()
 	ch := s.a.Subscribe()
 	deadline := time.After(timeout)
@@ -230,9 +232,9 @@ func waitPhase(t *testing.T, s *site, phase string, timeout time.Duration) alloc
 	}
 }
 
-func checkRecords(t *testing.T, sites ...*site) []alloc.Allocation {
+func checkRecords(t *testing.T, sites ...*testSite) []site.Allocation {
 	t.Helper()
-	var all []alloc.Allocation
+	var all []site.Allocation
 	for _, s := range sites {
 		al, ok, err := alloc.ReadRecord(s.dir)
 		if err != nil || !ok {
@@ -243,7 +245,7 @@ func checkRecords(t *testing.T, sites ...*site) []alloc.Allocation {
 		}
 		all = append(all, al)
 	}
-	if err := alloc.CheckDisjoint(all); err != nil {
+	if err := site.CheckDisjoint(all); err != nil {
 		t.Fatal(err)
 	}
 	return all
@@ -261,7 +263,7 @@ func TestTwoSiteLabOneVoter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(table) != 2 || alloc.CheckDisjoint(table) != nil {
+	if len(table) != 2 || site.CheckDisjoint(table) != nil {
 		t.Fatalf("table %v", table)
 	}
 	for _, al := range got {
@@ -280,7 +282,7 @@ func TestThreeVotersConcurrentJoins(t *testing.T) {
 	v1 := startSite(t, "v1", "", voters, nil)
 	seeds := []string{v1.gossip()}
 	var mu sync.Mutex
-	sites := []*site{v1}
+	sites := []*testSite{v1}
 	var wg sync.WaitGroup
 	for i := 0; i < 14; i++ {
 		name := fmt.Sprintf("s%02d", i)
@@ -301,7 +303,7 @@ func TestThreeVotersConcurrentJoins(t *testing.T) {
 	all := checkRecords(t, sites...)
 	// The table comes from the leader after a barrier, so it is complete as
 	// soon as every site holds its record, asked from any site.
-	for _, s := range []*site{v1, sites[len(sites)-1]} {
+	for _, s := range []*testSite{v1, sites[len(sites)-1]} {
 		table, err := s.a.Table(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -309,7 +311,7 @@ func TestThreeVotersConcurrentJoins(t *testing.T) {
 		if len(table) != len(all) {
 			t.Fatalf("committed table from %s has %d sites, %d hold records", s.name, len(table), len(all))
 		}
-		if err := alloc.CheckDisjoint(table); err != nil {
+		if err := site.CheckDisjoint(table); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -382,12 +384,12 @@ func TestMinorityStallsThenHeals(t *testing.T) {
 	checkRecords(t, v1, v2, v3, x)
 }
 
-func smallPools() alloc.Pools {
-	return alloc.Pools{
-		ASNs:    []alloc.ASNRange{{First: 64512, Last: 64513}},
-		Pod:     alloc.PrefixPool{Supernet: netip.MustParsePrefix("10.32.0.0/24"), Length: 25},
-		Service: alloc.PrefixPool{Supernet: netip.MustParsePrefix("10.96.0.0/24"), Length: 25},
-		Fabric:  alloc.PrefixPool{Supernet: netip.MustParsePrefix("10.64.0.0/24"), Length: 25},
+func smallPools() pools.Pools {
+	return pools.Pools{
+		ASNs:    []pools.ASNRange{{First: 64512, Last: 64513}},
+		Pod:     pools.PrefixPool{Supernet: netip.MustParsePrefix("10.32.0.0/24"), Length: 25},
+		Service: pools.PrefixPool{Supernet: netip.MustParsePrefix("10.96.0.0/24"), Length: 25},
+		Fabric:  pools.PrefixPool{Supernet: netip.MustParsePrefix("10.64.0.0/24"), Length: 25},
 	}
 }
 
@@ -424,8 +426,8 @@ func TestExhaustedThenReleaseAllowsReuse(t *testing.T) {
 
 func TestPinsHonoured(t *testing.T) {
 	voters := []string{"v"}
-	pin := alloc.Pin{Site: "p", ASN: 65000, Pod: netip.MustParsePrefix("10.32.0.0/21")}
-	pools := func(c *alloc.Config) { c.Pools.Pins = []alloc.Pin{pin} }
+	pin := pools.Pin{Site: "p", ASN: 65000, Pod: netip.MustParsePrefix("10.32.0.0/21")}
+	pools := func(c *alloc.Config) { c.Pools.Pins = []pools.Pin{pin} }
 	v := startSite(t, "v", "", voters, nil, pools)
 	p := startSite(t, "p", "", voters, []string{v.gossip()}, pools)
 	got := waitAllocated(t, 30*time.Second, v, p)
@@ -526,7 +528,7 @@ func TestNonVoterReachesALeaderItsGossipLacks(t *testing.T) {
 	v3 := startSite(t, "v3", "", voters, []string{v1.gossip()})
 	waitAllocated(t, 25*time.Second, v1, v2, v3)
 	isLeader := func(name string) bool {
-		for _, v := range []*site{v1, v2, v3} {
+		for _, v := range []*testSite{v1, v2, v3} {
 			if st := v.a.Status(); st.RaftState == "leader" {
 				return name == v.name
 			}

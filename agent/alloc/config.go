@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tfsite/tfsite/agent/pools"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -47,7 +48,7 @@ type Config struct {
 	// unspecified: the kernel picks one.
 	SourceAddr netip.Addr
 	// Pools are the ranges allocations are carved from (voters use them).
-	Pools Pools
+	Pools pools.Pools
 	// RetryInterval is how often a site without an allocation retries
 	// (jittered); default 2s.
 	RetryInterval time.Duration
@@ -64,7 +65,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		BindAddr:           netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultPort),
-		Pools:              DefaultPools(),
+		Pools:              pools.DefaultPools(),
 		RetryInterval:      2 * time.Second,
 		RequestTimeout:     10 * time.Second,
 		HeartbeatTimeout:   time.Second,

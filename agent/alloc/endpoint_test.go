@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // warnCounter counts the warnings (and worse) logged through it.
@@ -47,7 +49,7 @@ func (w *warnCounter) count(prefix string) int {
 // noMembers is a gossip view without peers: enough for a lone voter.
 type noMembers struct{}
 
-func (noMembers) Peers() []Peer              { return nil }
+func (noMembers) Peers() []site.Peer         { return nil }
 func (noMembers) Subscribe() <-chan struct{} { return make(chan struct{}) }
 
 // startLoneVoter runs a single-voter allocator on loopback holding keys and

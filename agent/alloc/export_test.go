@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // KeyHolder is a client of voter endpoints as any holder of the fleet key
@@ -30,7 +32,7 @@ func NewKeyHolder(site string, keys [][]byte, as *Allocator) *KeyHolder {
 }
 
 // Call sends one RPC to voter's endpoint.
-func (h *KeyHolder) Call(ctx context.Context, voter *Allocator, op, site, owner string, claim *Allocation) (*Allocation, string, string, error) {
+func (h *KeyHolder) Call(ctx context.Context, voter *Allocator, op, site, owner string, claim *site.Allocation) (*site.Allocation, string, string, error) {
 	req := request{Op: op, Site: site, Owner: owner, Claim: claim, VoterHash: voter.VoterHash()}
 	resp, err := call(ctx, h.dial, h.kr, h.id, voter.Endpoint(), voter.PublicKey(), req)
 	return resp.Alloc, resp.Code, resp.Msg, err

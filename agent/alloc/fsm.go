@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // The replicated state machine. Its only rule: an assignment is accepted
@@ -19,7 +21,7 @@ import (
 
 // record is one committed assignment.
 type record struct {
-	Alloc Allocation `json:"alloc"`
+	Alloc site.Allocation `json:"alloc"`
 	// Owner is the node identity of the site holder (random, kept in the
 	// holder's state dir); a second node claiming the same site name is a
 	// conflict, not a second holder.
@@ -47,15 +49,15 @@ type command struct {
 }
 
 type assignment struct {
-	Owner string     `json:"owner"`
-	Alloc Allocation `json:"alloc"`
+	Owner string          `json:"owner"`
+	Alloc site.Allocation `json:"alloc"`
 	// Key is the requester's static public key, as its channel proved it.
 	Key []byte `json:"key,omitempty"`
 }
 
 // result of one assignment or release, in command order.
 type result struct {
-	Alloc Allocation `json:"alloc"`
+	Alloc site.Allocation `json:"alloc"`
 	// Index is the raft index that committed the site's entry (assign).
 	Index uint64 `json:"index,omitempty"`
 	Code  string `json:"code,omitempty"` // "" ok, else an error code (see codes)
@@ -149,8 +151,8 @@ func (f *fsm) assignLocked(a assignment, index uint64) result {
 	if a.Owner == "" {
 		return result{Code: codeInvalid, Msg: "assignment without owner"}
 	}
-	if a.Key != nil && len(a.Key) != KeyLen {
-		return result{Code: codeInvalid, Msg: fmt.Sprintf("assignment key of %d bytes, want %d", len(a.Key), KeyLen)}
+	if a.Key != nil && len(a.Key) != site.KeyLen {
+		return result{Code: codeInvalid, Msg: fmt.Sprintf("assignment key of %d bytes, want %d", len(a.Key), site.KeyLen)}
 	}
 	if r, ok := f.sites[al.Site]; ok {
 		switch {
@@ -176,7 +178,7 @@ func (f *fsm) assignLocked(a assignment, index uint64) result {
 }
 
 // collidesLocked returns a site holding a value overlapping al, if any.
-func (f *fsm) collidesLocked(al Allocation) (string, string) {
+func (f *fsm) collidesLocked(al site.Allocation) (string, string) {
 	for site, r := range f.sites {
 		if site == al.Site {
 			continue
@@ -211,10 +213,10 @@ func (f *fsm) get(site string) (record, bool) {
 }
 
 // held returns a copy of every allocation by site.
-func (f *fsm) held() map[string]Allocation {
+func (f *fsm) held() map[string]site.Allocation {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	m := make(map[string]Allocation, len(f.sites))
+	m := make(map[string]site.Allocation, len(f.sites))
 	for s, r := range f.sites {
 		m[s] = r.Alloc
 	}
@@ -222,9 +224,9 @@ func (f *fsm) held() map[string]Allocation {
 }
 
 // table returns every allocation sorted by site.
-func (f *fsm) table() []Allocation {
+func (f *fsm) table() []site.Allocation {
 	f.mu.RLock()
-	out := make([]Allocation, 0, len(f.sites))
+	out := make([]site.Allocation, 0, len(f.sites))
 	for _, r := range f.sites {
 		out = append(out, r.Alloc)
 	}
@@ -288,15 +290,15 @@ func decodeSnapshot(b []byte) (map[string]record, uint64, error) {
 		return nil, 0, fmt.Errorf("allocation snapshot version %d, this agent reads %d: upgrade the agent", d.Version, snapshotVersion)
 	}
 	sites := make(map[string]record, len(d.Records))
-	var all []Allocation
+	var all []site.Allocation
 	var errs []error
 	for _, r := range d.Records {
 		if err := r.Alloc.Validate(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if r.Key != nil && len(r.Key) != KeyLen {
-			errs = append(errs, fmt.Errorf("site %q: key of %d bytes, want %d", r.Alloc.Site, len(r.Key), KeyLen))
+		if r.Key != nil && len(r.Key) != site.KeyLen {
+			errs = append(errs, fmt.Errorf("site %q: key of %d bytes, want %d", r.Alloc.Site, len(r.Key), site.KeyLen))
 			continue
 		}
 		if _, dup := sites[r.Alloc.Site]; dup {
@@ -306,7 +308,7 @@ func decodeSnapshot(b []byte) (map[string]record, uint64, error) {
 		sites[r.Alloc.Site] = r
 		all = append(all, r.Alloc)
 	}
-	if err := CheckDisjoint(all); err != nil {
+	if err := site.CheckDisjoint(all); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func applyCmd(t testing.TB, f *fsm, idx uint64, c command) []result {
 	t.Helper()
@@ -24,8 +29,8 @@ func applyCmd(t testing.TB, f *fsm, idx uint64, c command) []result {
 const ownerA, ownerB = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 var (
-	allocA = Allocation{Site: "a", ASN: 64512, Pod: pfx("10.32.0.0/21"), Service: pfx("10.96.0.0/22"), Fabric: pfx("10.64.0.0/22")}
-	allocB = Allocation{Site: "b", ASN: 64513, Pod: pfx("10.32.8.0/21"), Service: pfx("10.96.4.0/22"), Fabric: pfx("10.64.4.0/22")}
+	allocA = site.Allocation{Site: "a", ASN: 64512, Pod: pfx("10.32.0.0/21"), Service: pfx("10.96.0.0/22"), Fabric: pfx("10.64.0.0/22")}
+	allocB = site.Allocation{Site: "b", ASN: 64513, Pod: pfx("10.32.8.0/21"), Service: pfx("10.96.4.0/22"), Fabric: pfx("10.64.4.0/22")}
 )
 
 func TestFSMAssignIdempotentDisjointOwned(t *testing.T) {
@@ -49,14 +54,14 @@ func TestFSMAssignIdempotentDisjointOwned(t *testing.T) {
 		t.Fatalf("renumbering accepted: %+v", res)
 	}
 	// A new site overlapping an existing one (ASN, then prefix).
-	c := Allocation{Site: "c", ASN: 64513, Pod: pfx("10.32.16.0/21"), Service: pfx("10.96.8.0/22"), Fabric: pfx("10.64.8.0/22")}
+	c := site.Allocation{Site: "c", ASN: 64513, Pod: pfx("10.32.16.0/21"), Service: pfx("10.96.8.0/22"), Fabric: pfx("10.64.8.0/22")}
 	d := c
 	d.Site, d.ASN, d.Fabric = "d", 64520, pfx("10.32.12.0/22") // inside b's pod
 	res = applyCmd(t, f, 5, command{Op: opAssign, Assign: []assignment{{Owner: ownerA, Alloc: c}, {Owner: ownerB, Alloc: d}}})
 	if res[0].Code != codeConflict || !strings.Contains(res[0].Msg, "same ASN 64513") || res[1].Code != codeConflict || !strings.Contains(res[1].Msg, "overlaps") {
 		t.Fatalf("colliding assignments accepted: %+v", res)
 	}
-	if err := CheckDisjoint(f.table()); err != nil {
+	if err := site.CheckDisjoint(f.table()); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.table(); len(got) != 2 {
@@ -213,7 +218,7 @@ func FuzzFSMCommand(f *testing.F) {
 				t.Fatalf("invalid allocation committed: %v", err)
 			}
 		}
-		if err := CheckDisjoint(fs.table()); err != nil {
+		if err := site.CheckDisjoint(fs.table()); err != nil {
 			t.Fatalf("state not disjoint after %q: %v", data, err)
 		}
 	})
@@ -228,11 +233,11 @@ func FuzzSnapshotRestore(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var all []Allocation
+		var all []site.Allocation
 		for _, r := range sites {
 			all = append(all, r.Alloc)
 		}
-		if err := CheckDisjoint(all); err != nil {
+		if err := site.CheckDisjoint(all); err != nil {
 			t.Fatalf("accepted colliding snapshot: %v", err)
 		}
 	})

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/flynn/noise"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // keyFile (in Config.StateDir) holds this site's static Noise private key
@@ -67,8 +69,8 @@ func SiteKey(stateDir string) ([]byte, error) {
 // decodeStaticKey parses a key file: one base64 Curve25519 private key.
 func decodeStaticKey(b []byte) (noise.DHKey, error) {
 	priv, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(priv) != KeyLen {
-		return noise.DHKey{}, fmt.Errorf("not a base64 Curve25519 private key of %d bytes", KeyLen)
+	if err != nil || len(priv) != site.KeyLen {
+		return noise.DHKey{}, fmt.Errorf("not a base64 Curve25519 private key of %d bytes", site.KeyLen)
 	}
 	k, err := ecdh.X25519().NewPrivateKey(priv)
 	if err != nil {
@@ -78,7 +80,7 @@ func decodeStaticKey(b []byte) (noise.DHKey, error) {
 }
 
 // sameKey reports whether a and b are the same non-empty public key.
-func sameKey(a, b []byte) bool { return len(a) == KeyLen && bytes.Equal(a, b) }
+func sameKey(a, b []byte) bool { return len(a) == site.KeyLen && bytes.Equal(a, b) }
 
 // shortKey is a key's first 8 base64 characters, for messages and logs.
 func shortKey(k []byte) string {

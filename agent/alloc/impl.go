@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/internal/notify"
 )
@@ -50,9 +51,9 @@ type allocator struct {
 	rejoining atomic.Bool
 
 	mu         sync.Mutex
-	rec        *Allocation // recorded (durable) allocation
-	recIndex   uint64      // raft index of rec's committed entry, as last confirmed
-	confirmed  bool        // committed state confirmed rec in this run
+	rec        *site.Allocation // recorded (durable) allocation
+	recIndex   uint64           // raft index of rec's committed entry, as last confirmed
+	confirmed  bool             // committed state confirmed rec in this run
 	phase      string
 	lastErr    string
 	leaderHint string
@@ -140,7 +141,7 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 // without listing every site (membership.Membership does). Raft resolves a
 // voter's address on every message it sends, heartbeats included.
 type peerLookup interface {
-	Peer(site string) (Peer, bool)
+	Peer(site string) (site.Peer, bool)
 }
 
 // loneVoterTimeout is the raft heartbeat, election and lease timeout of a
@@ -257,7 +258,7 @@ func (a *allocator) waitTimer(ctx context.Context, d time.Duration) {
 // acquire asks for (or re-asserts) the allocation once.
 func (a *allocator) acquire(ctx context.Context) error {
 	a.mu.Lock()
-	var claim *Allocation
+	var claim *site.Allocation
 	if a.rec != nil {
 		c := *a.rec
 		claim = &c
@@ -443,24 +444,24 @@ func (a *allocator) send(ctx context.Context, req request) (response, error) {
 	return response{}, fmt.Errorf("%w: no voter leader answered: %w", ErrNoQuorum, errors.Join(errs...))
 }
 
-func (a *allocator) local() (Allocation, bool) {
+func (a *allocator) local() (site.Allocation, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.rec == nil {
-		return Allocation{}, false
+		return site.Allocation{}, false
 	}
 	return *a.rec, true
 }
 
-func (a *allocator) wait(ctx context.Context) (Allocation, error) {
+func (a *allocator) wait(ctx context.Context) (site.Allocation, error) {
 	select {
 	case <-a.allocated:
 		al, _ := a.local()
 		return al, nil
 	case <-ctx.Done():
-		return Allocation{}, ctx.Err()
+		return site.Allocation{}, ctx.Err()
 	case <-a.done:
-		return Allocation{}, ErrClosed
+		return site.Allocation{}, ErrClosed
 	}
 }
 
@@ -482,7 +483,7 @@ func (a *allocator) readBarrier() error {
 	return a.raft.VerifyLeader().Error()
 }
 
-func (a *allocator) table(ctx context.Context) ([]Allocation, error) {
+func (a *allocator) table(ctx context.Context) ([]site.Allocation, error) {
 	resp, err := a.send(ctx, request{Op: rpcTable, VoterHash: a.hash})
 	if err != nil {
 		return nil, err

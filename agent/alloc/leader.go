@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/tfsite/tfsite/agent/pools"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // handle serves one request on a voter, from the network or from this agent
@@ -147,29 +150,29 @@ func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pen
 			}
 		}
 	}
-	pl := newPlanner(a.cfg.Pools, a.fsm.held())
+	pl := pools.NewPlanner(a.cfg.Pools, a.fsm.held())
 	cmd := command{Op: opAssign}
 	var inCmd []*pending
 	inBatch := map[string]bool{}
 	for _, p := range append(claims, fresh...) {
-		site := p.req.Site
-		if inBatch[site] {
+		name := p.req.Site
+		if inBatch[name] {
 			carry = append(carry, p) // same site twice: next round answers from state
 			continue
 		}
-		inBatch[site] = true
-		if err := a.checkBinding(site, p.from.key); err != nil {
+		inBatch[name] = true
+		if err := a.checkBinding(name, p.from.key); err != nil {
 			p.resp <- response{Code: codeOf(err), Msg: err.Error()}
 			continue
 		}
-		var al Allocation
-		r, held := a.fsm.get(site)
+		var al site.Allocation
+		r, held := a.fsm.get(name)
 		switch {
 		case held && r.Owner != p.req.Owner:
-			p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, requester %s): two nodes use one site name, or the site was reinstalled without its state dir; if the old node is gone for good run `tfsite site release %s` on a voter", site, short(r.Owner), short(p.req.Owner), site)}
+			p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q is held by another node (owner %s, requester %s): two nodes use one site name, or the site was reinstalled without its state dir; if the old node is gone for good run `tfsite site release %s` on a voter", name, short(r.Owner), short(p.req.Owner), name)}
 			continue
 		case held && p.req.Claim != nil && *p.req.Claim != r.Alloc:
-			p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q holds %v in the committed state but its record says %v", site, r.Alloc, *p.req.Claim)}
+			p.resp <- response{Code: codeConflict, Msg: fmt.Sprintf("site %q holds %v in the committed state but its record says %v", name, r.Alloc, *p.req.Claim)}
 			continue
 		case held && r.Key != nil:
 			al := r.Alloc
@@ -182,10 +185,10 @@ func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pen
 		case p.req.Claim != nil:
 			al = *p.req.Claim
 			ps := al.Prefixes()
-			pl.hold(al.ASN, ps[:]...)
+			pl.Hold(al.ASN, ps[:]...)
 		default:
 			var err error
-			if al, err = pl.assign(site); err != nil {
+			if al, err = pl.Assign(name); err != nil {
 				p.resp <- response{Code: codeOf(err), Msg: err.Error()}
 				continue
 			}

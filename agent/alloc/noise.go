@@ -14,6 +14,7 @@ import (
 
 	"github.com/flynn/noise"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -124,7 +125,7 @@ var (
 // accepts the responder only if it proves the static key want. The deadline
 // is the caller's. It returns the channel to use from now on.
 func (kr keyring) initiate(conn net.Conn, self identity, kind byte, want []byte) (net.Conn, error) {
-	if len(want) != KeyLen {
+	if len(want) != site.KeyLen {
 		return nil, fmt.Errorf("%w: no key known for the voter at %s (it publishes none in gossip)", ErrAuth, conn.RemoteAddr())
 	}
 	var fk *fleetKey

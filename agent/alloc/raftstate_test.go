@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // Real raft voters and gossip on loopback (helpers in cluster_test.go).
@@ -32,7 +33,7 @@ func openAllocator(t *testing.T, site, dir string, voters []string) error {
 
 type noPeers struct{}
 
-func (noPeers) Peers() []alloc.Peer        { return nil }
+func (noPeers) Peers() []site.Peer         { return nil }
 func (noPeers) Subscribe() <-chan struct{} { return make(chan struct{}) }
 
 // copyDir copies a stopped site's state dir.
@@ -186,7 +187,7 @@ func TestVoterThatLostItsStoreCatchesUpWithoutBootstrapping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range []*site{s, v1, v2, v3} {
+	for _, x := range []*testSite{s, v1, v2, v3} {
 		x.stop()
 	}
 	raftDir := filepath.Join(v3.dir, "raft")

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/atomicfile"
 )
 
@@ -26,9 +27,9 @@ const recordVersion = 1
 // localRecord is what a site keeps about itself; it survives restarts and
 // is never rewritten with different values.
 type localRecord struct {
-	Version int        `json:"version"`
-	Owner   string     `json:"owner"`
-	Alloc   Allocation `json:"alloc"`
+	Version int             `json:"version"`
+	Owner   string          `json:"owner"`
+	Alloc   site.Allocation `json:"alloc"`
 }
 
 func decodeRecord(b []byte) (localRecord, error) {
@@ -50,7 +51,7 @@ func decodeRecord(b []byte) (localRecord, error) {
 
 // ReadRecord returns the allocation recorded in stateDir, if any. Tests and
 // tools (chaos checks, status of a stopped agent) use it.
-func ReadRecord(stateDir string) (Allocation, bool, error) {
+func ReadRecord(stateDir string) (site.Allocation, bool, error) {
 	r, found, err := readRecord(stateDir)
 	return r.Alloc, found, err
 }

@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // backupOf takes a backup on voter v and decodes it.
-func backupOf(t *testing.T, v *site) alloc.Backup {
+func backupOf(t *testing.T, v *testSite) alloc.Backup {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -29,7 +30,7 @@ func backupOf(t *testing.T, v *site) alloc.Backup {
 	return b
 }
 
-func tableOf(t *testing.T, s *site) []alloc.Allocation {
+func tableOf(t *testing.T, s *testSite) []site.Allocation {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -60,7 +61,7 @@ func TestBackupWipeRestoreKeepsEveryAllocation(t *testing.T) {
 	late := startSite(t, "late", "", voters, seeds) // allocated after the backup
 	waitAllocated(t, 30*time.Second, late)
 	after := tableOf(t, v)
-	for _, x := range []*site{late, s1, s2, v} {
+	for _, x := range []*testSite{late, s1, s2, v} {
 		x.stop()
 	}
 
@@ -82,7 +83,7 @@ func TestBackupWipeRestoreKeepsEveryAllocation(t *testing.T) {
 	s1 = s1.restart(voters, seeds)
 	s2 = s2.restart(voters, seeds)
 	late = late.restart(voters, seeds)
-	for _, x := range []*site{v, s1, s2, late} {
+	for _, x := range []*testSite{v, s1, s2, late} {
 		waitPhase(t, x, alloc.PhaseAllocated, 30*time.Second)
 	}
 	if got := tableOf(t, v); !slices.Equal(got, after) {
@@ -109,7 +110,7 @@ func TestRestoreOnOneVoterTheOthersCatchUp(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		b = backupOf(t, v2)
 	}
-	for _, x := range []*site{s, v1, v2, v3} {
+	for _, x := range []*testSite{s, v1, v2, v3} {
 		x.stop()
 		os.Rename(filepath.Join(x.dir, "raft"), filepath.Join(x.dir, "raft.lost"))
 	}
@@ -120,13 +121,13 @@ func TestRestoreOnOneVoterTheOthersCatchUp(t *testing.T) {
 	v2 = v2.restart(voters, []string{v1.gossip()})
 	v3 = v3.restart(voters, []string{v1.gossip()})
 	s = s.restart(voters, []string{v1.gossip()})
-	for _, x := range []*site{v1, v2, v3, s} {
+	for _, x := range []*testSite{v1, v2, v3, s} {
 		waitPhase(t, x, alloc.PhaseAllocated, 60*time.Second)
 	}
 	if got := tableOf(t, s); !slices.Equal(got, want) {
 		t.Fatalf("table after the restore:\n%v\nwant\n%v", got, want)
 	}
-	for _, v := range []*site{v2, v3} {
+	for _, v := range []*testSite{v2, v3} {
 		deadline := time.Now().Add(30 * time.Second)
 		for got := backupOf(t, v).Table; !slices.Equal(got, want); got = backupOf(t, v).Table {
 			if time.Now().After(deadline) {

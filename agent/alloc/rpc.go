@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -115,21 +116,21 @@ const (
 // the requesting site's name and key (noise.go), and a voter checks them
 // against the request (authz.go).
 type request struct {
-	Op        string      `json:"op"`
-	Site      string      `json:"site"`
-	Owner     string      `json:"owner,omitempty"`
-	Claim     *Allocation `json:"claim,omitempty"`
-	VoterHash string      `json:"voter_hash"`
+	Op        string           `json:"op"`
+	Site      string           `json:"site"`
+	Owner     string           `json:"owner,omitempty"`
+	Claim     *site.Allocation `json:"claim,omitempty"`
+	VoterHash string           `json:"voter_hash"`
 }
 
 type response struct {
-	Alloc *Allocation `json:"alloc,omitempty"`
+	Alloc *site.Allocation `json:"alloc,omitempty"`
 	// Index is the raft index of Alloc's entry (allocate answers).
-	Index  uint64       `json:"index,omitempty"`
-	Table  []Allocation `json:"table,omitempty"`
-	Code   string       `json:"code,omitempty"`
-	Msg    string       `json:"msg,omitempty"`
-	Leader string       `json:"leader,omitempty"` // with code not_leader
+	Index  uint64            `json:"index,omitempty"`
+	Table  []site.Allocation `json:"table,omitempty"`
+	Code   string            `json:"code,omitempty"`
+	Msg    string            `json:"msg,omitempty"`
+	Leader string            `json:"leader,omitempty"` // with code not_leader
 	// LeaderEndpoint is the leader's allocator endpoint as the answering
 	// voter knows it (with code not_leader), for a site whose own gossip
 	// view lacks the leader (e.g. it once declared it dead under load).
@@ -177,8 +178,8 @@ func decodeResponse(b []byte) (response, error) {
 			return r, fmt.Errorf("allocation response: %w", err)
 		}
 	}
-	if r.LeaderKey != nil && len(r.LeaderKey) != KeyLen {
-		return r, fmt.Errorf("allocation response: leader key of %d bytes, want %d", len(r.LeaderKey), KeyLen)
+	if r.LeaderKey != nil && len(r.LeaderKey) != site.KeyLen {
+		return r, fmt.Errorf("allocation response: leader key of %d bytes, want %d", len(r.LeaderKey), site.KeyLen)
 	}
 	return r, nil
 }

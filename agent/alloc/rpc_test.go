@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -71,7 +72,7 @@ func FuzzDecodeRequest(f *testing.F) {
 }
 
 func FuzzDecodeResponse(f *testing.F) {
-	b, _ := json.Marshal(response{Alloc: &allocA, Table: []Allocation{allocA, allocB}})
+	b, _ := json.Marshal(response{Alloc: &allocA, Table: []site.Allocation{allocA, allocB}})
 	f.Add(b)
 	f.Add([]byte(`{"code":"not_leader","leader":"v1","leaderKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -79,7 +80,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if err == nil && r.Alloc != nil && r.Alloc.Validate() != nil {
 			t.Fatal("accepted invalid allocation")
 		}
-		if err == nil && r.LeaderKey != nil && len(r.LeaderKey) != KeyLen {
+		if err == nil && r.LeaderKey != nil && len(r.LeaderKey) != site.KeyLen {
 			t.Fatal("accepted a bad leader key")
 		}
 		_ = errorOf(r.Code, r.Msg)

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // releaseLiveSite starts voter v and site s, then has v's gossip lose s (a
 // partition as v sees it, while s still reaches v) and releases s on v, as
 // an operator would once v shows s gone. It returns v, s, their
 // allocations and the switch that shows s to v again.
-func releaseLiveSite(t *testing.T, voters []string) (*site, *site, []alloc.Allocation, *atomic.Bool) {
+func releaseLiveSite(t *testing.T, voters []string) (*testSite, *testSite, []site.Allocation, *atomic.Bool) {
 	t.Helper()
 	hide := new(atomic.Bool)
 	v := startSiteView(t, "v", "", 0, voters, nil, func(name string) bool { return name == "s" && hide.Load() })

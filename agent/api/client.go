@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
@@ -58,7 +59,7 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 }
 
 // BGPPeers fetches GET /v1/bgp-peers.
-func (c *Client) BGPPeers(ctx context.Context) ([]BGPPeer, error) {
+func (c *Client) BGPPeers(ctx context.Context) ([]site.BGPPeer, error) {
 	body, err := c.do(ctx, http.MethodGet, "/v1/bgp-peers")
 	if err != nil {
 		return nil, err
@@ -132,8 +133,8 @@ func DecodePeers(r io.Reader) ([]Peer, error) {
 
 // DecodeBGPPeers decodes a BGP peer list answer: every entry names a site
 // and holds an ASN and a valid address.
-func DecodeBGPPeers(r io.Reader) ([]BGPPeer, error) {
-	var peers []BGPPeer
+func DecodeBGPPeers(r io.Reader) ([]site.BGPPeer, error) {
+	var peers []site.BGPPeer
 	if err := json.NewDecoder(r).Decode(&peers); err != nil {
 		return nil, fmt.Errorf("decoding agent BGP peers: %w", err)
 	}

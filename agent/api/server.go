@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // Backend answers the API; the agent implements it.
@@ -20,7 +22,7 @@ type Backend interface {
 	Peers(ctx context.Context) []Peer
 	// BGPPeers lists the sites to BGP-peer with; ErrUnavailable until
 	// membership and the allocator run.
-	BGPPeers(ctx context.Context) ([]BGPPeer, error)
+	BGPPeers(ctx context.Context) ([]site.BGPPeer, error)
 	// Release frees a departed site's allocation. Errors should wrap
 	// ErrNotFound, ErrConflict or ErrUnavailable where they apply.
 	Release(ctx context.Context, site string) error
@@ -129,7 +131,7 @@ func routes(b Backend, log *slog.Logger) []route {
 				return errorReply(statusCode(err), err.Error())
 			}
 			if peers == nil {
-				peers = []BGPPeer{}
+				peers = []site.BGPPeer{}
 			}
 			return jsonReply(200, peers)
 		}},

@@ -13,18 +13,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 // tableBackend answers from fixed data and records releases, so the test
 // checks what crosses the socket.
 type tableBackend struct {
 	status   Status
-	bgp      []BGPPeer
+	bgp      []site.BGPPeer
 	bgpErr   error
 	released []string
 }
 
-func (b *tableBackend) BGPPeers(context.Context) ([]BGPPeer, error) { return b.bgp, b.bgpErr }
+func (b *tableBackend) BGPPeers(context.Context) ([]site.BGPPeer, error) { return b.bgp, b.bgpErr }
 
 func (b *tableBackend) Status(context.Context) Status { return b.status }
 func (b *tableBackend) Peers(context.Context) []Peer  { return b.status.Peers }
@@ -98,7 +100,7 @@ func TestStatusAndPeersRoundTrip(t *testing.T) {
 }
 
 func TestBGPPeersRoundTripAndUnavailable(t *testing.T) {
-	want := []BGPPeer{{Site: "site-b", ASN: 64514, Address: netip.MustParseAddr("192.0.2.11")}}
+	want := []site.BGPPeer{{Site: "site-b", ASN: 64514, Address: netip.MustParseAddr("192.0.2.11")}}
 	b := &tableBackend{status: sampleStatus(), bgp: want}
 	_, sock := startServer(t, b)
 	c := NewClient(sock)

@@ -164,15 +164,6 @@ type Peer struct {
 	Allocation *Allocation `json:"allocation,omitempty"`
 }
 
-// BGPPeer is a site this site must BGP-peer with: every other site holding
-// a committed allocation, at the underlay address and with the ASN it
-// published in gossip. A departed site stays one until it is released.
-type BGPPeer struct {
-	Site    string     `json:"site"`
-	ASN     uint32     `json:"asn"`
-	Address netip.Addr `json:"address"`
-}
-
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`

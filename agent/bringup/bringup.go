@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/recovery/netguard"
@@ -30,7 +31,7 @@ type Source interface {
 	Params() (kube.SiteParams, error)
 	// Peers are the other sites to BGP-peer with. An error (the agent is
 	// unreachable) leaves TF's peering as it is.
-	Peers(ctx context.Context) ([]tf.Peer, error)
+	Peers(ctx context.Context) ([]site.BGPPeer, error)
 }
 
 // Guard runs a change inside a netguard window (*netguard.Guard does).

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/agent/tf/tfcontract"
 	"github.com/tfsite/tfsite/internal/testrig"
@@ -52,7 +53,7 @@ type source struct {
 	mu     sync.Mutex
 	params kube.SiteParams
 	ok     bool
-	peers  []tf.Peer
+	peers  []site.BGPPeer
 	// peersErr: the peer list is unavailable (the agent is unreachable).
 	peersErr error
 	// slow makes each Params call (each pass) take that long.
@@ -69,7 +70,7 @@ func (s *source) Params() (kube.SiteParams, error) {
 	return s.params, nil
 }
 
-func (s *source) Peers(context.Context) ([]tf.Peer, error) {
+func (s *source) Peers(context.Context) ([]site.BGPPeer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.peers), s.peersErr
@@ -82,8 +83,8 @@ func (s *source) set(f func(*source)) {
 }
 
 var (
-	beta  = tf.Peer{Site: "beta", Address: netip.MustParseAddr("10.0.2.10"), ASN: 64602}
-	gamma = tf.Peer{Site: "gamma", Address: netip.MustParseAddr("10.0.3.10"), ASN: 64603}
+	beta  = site.BGPPeer{Site: "beta", Address: netip.MustParseAddr("10.0.2.10"), ASN: 64602}
+	gamma = site.BGPPeer{Site: "gamma", Address: netip.MustParseAddr("10.0.3.10"), ASN: 64603}
 )
 
 // confirmingGuard runs the change and confirms it: the unprivileged test
@@ -264,7 +265,7 @@ func TestBringUpAgainstRealKubeadmAndAPIServer(t *testing.T) {
 	}
 
 	// Allocation known; the host's ip_forward is off.
-	src.set(func(s *source) { s.params, s.ok, s.peers = testParams(), true, []tf.Peer{beta, gamma} })
+	src.set(func(s *source) { s.params, s.ok, s.peers = testParams(), true, []site.BGPPeer{beta, gamma} })
 	n := b.Status().Passes
 	b.Wake()
 	s = waitPass(t, b, n, "preflight-failed", func(s Status) bool { return s.Phase != PhaseWaiting })
@@ -332,7 +333,7 @@ func TestBringUpAgainstRealKubeadmAndAPIServer(t *testing.T) {
 	if s.Phase != PhaseReady || s.PeersConfigured != 2 {
 		t.Fatalf("phase %s error %q peers %d, want ready with 2", s.Phase, s.Error, s.PeersConfigured)
 	}
-	checkPeer := func(p tf.Peer) {
+	checkPeer := func(p site.BGPPeer) {
 		t.Helper()
 		raw, _, ok := vnc.Router(tf.PeerName(p.Site))
 		var params tf.BGPRouterParams
@@ -359,7 +360,7 @@ func TestBringUpAgainstRealKubeadmAndAPIServer(t *testing.T) {
 	}
 
 	// gamma released its allocation: its bgp-router goes.
-	src.set(func(s *source) { s.peers = []tf.Peer{beta} })
+	src.set(func(s *source) { s.peers = []site.BGPPeer{beta} })
 	n = b.Status().Passes
 	b.Wake()
 	s = waitPass(t, b, n, "gamma removed", func(Status) bool { return true })

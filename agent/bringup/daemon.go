@@ -17,7 +17,7 @@ import (
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/kube"
 	"github.com/tfsite/tfsite/agent/peering"
-	"github.com/tfsite/tfsite/agent/tf"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
@@ -316,16 +316,12 @@ func SiteFromStatus(st api.Status) (p kube.SiteParams, err error) {
 }
 
 // Peers implements Source through GET /v1/bgp-peers.
-func (s *apiSource) Peers(ctx context.Context) ([]tf.Peer, error) {
+func (s *apiSource) Peers(ctx context.Context) ([]site.BGPPeer, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	peers, err := s.client.BGPPeers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("asking the agent for the BGP peers: %w", err)
 	}
-	out := make([]tf.Peer, 0, len(peers))
-	for _, p := range peers {
-		out = append(out, tf.Peer{Site: p.Site, Address: p.Address, ASN: p.ASN})
-	}
-	return out, nil
+	return peers, nil
 }

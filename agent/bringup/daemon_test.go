@@ -15,6 +15,7 @@ import (
 	"github.com/tfsite/tfsite/agent/api"
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/peering"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
@@ -23,7 +24,7 @@ import (
 type agentBackend struct {
 	mu       sync.Mutex
 	st       api.Status
-	bgp      []api.BGPPeer
+	bgp      []site.BGPPeer
 	statuses int
 }
 
@@ -34,7 +35,7 @@ func (b *agentBackend) Status(context.Context) api.Status {
 	return b.st
 }
 func (b *agentBackend) Peers(context.Context) []api.Peer { return nil }
-func (b *agentBackend) BGPPeers(context.Context) ([]api.BGPPeer, error) {
+func (b *agentBackend) BGPPeers(context.Context) ([]site.BGPPeer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.bgp, nil
@@ -114,7 +115,7 @@ func TestDaemonFollowsTheAgentAndReports(t *testing.T) {
 
 	// Peers through the API; an unreachable agent is an error, not "no peers".
 	backend.set(func(b *agentBackend) {
-		b.bgp = []api.BGPPeer{{Site: "beta", ASN: 64602, Address: netip.MustParseAddr("192.168.51.10")}}
+		b.bgp = []site.BGPPeer{{Site: "beta", ASN: 64602, Address: netip.MustParseAddr("192.168.51.10")}}
 	})
 	peers, err := d.src.Peers(t.Context())
 	if err != nil || len(peers) != 1 || peers[0].Site != "beta" || peers[0].ASN != 64602 || peers[0].Address != netip.MustParseAddr("192.168.51.10") {

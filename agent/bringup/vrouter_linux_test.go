@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/tfsite/tfsite/agent/kube"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/tf"
 	"github.com/tfsite/tfsite/agent/tf/tfcontract"
 	"github.com/tfsite/tfsite/internal/testrig"
@@ -130,7 +131,7 @@ func newVrouterLab(t *testing.T, window, vrouterStart time.Duration) *vrouterLab
 func TestVrouterTakeoverReverts(t *testing.T) {
 	r := newVrouterLab(t, 4*time.Second, 10*time.Second)
 	l, dyn, cfg, guard, vnc := r.lab, r.dyn, r.cfg, r.guard, r.vnc
-	src := &source{ok: true, params: r.params, peers: []tf.Peer{beta}}
+	src := &source{ok: true, params: r.params, peers: []site.BGPPeer{beta}}
 	b, err := New(cfg, src, guard, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tfsite/tfsite/recovery/netguard"
+	"github.com/tfsite/tfsite/internal/probe"
 )
 
 // Bring-up's defaults and limits. bringup.Config (the bring-up process's own
@@ -79,7 +79,7 @@ func CheckBringUp(v BringUpValues) []FieldError {
 		add("interval", "%s is too short; use at least %s (default %s)", v.Interval, MinBringUpInterval, DefaultBringUpInterval)
 	}
 	for i, t := range v.ProbeTargets {
-		if _, err := netguard.ParseTarget(t); err != nil {
+		if _, err := probe.Parse(t); err != nil {
 			add(fmt.Sprintf("probeTargets[%d]", i), "%w", err)
 		}
 	}

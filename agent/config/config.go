@@ -15,10 +15,9 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tfsite/tfsite/agent/alloc"
-	"github.com/tfsite/tfsite/agent/membership"
+	"github.com/tfsite/tfsite/agent/pools"
 	"github.com/tfsite/tfsite/agent/sitename"
-	"github.com/tfsite/tfsite/agent/underlay"
+	"github.com/tfsite/tfsite/internal/hostport"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
@@ -38,7 +37,11 @@ const (
 	DefaultStateDir       = "/var/lib/tfsite"
 	DefaultAPISocket      = "/run/tfsite/api.sock"
 	DefaultMetricsAddress = "127.0.0.1:9465"
-	DefaultGossipPort     = membership.DefaultPort
+	DefaultGossipPort     = 7946 // the components' own defaults: TestConfigDefaultsAreTheComponents
+	// DefaultAllocatorPort is the allocator's raft + RPC port.
+	DefaultAllocatorPort = 7947
+	// DefaultDiscoverTimeout bounds one DHCP discovery of the underlay.
+	DefaultDiscoverTimeout = 10 * time.Second
 )
 
 // Config is everything the agent needs to run. Its YAML form is documented
@@ -55,7 +58,7 @@ type Config struct {
 	// must be configured with the same set.
 	Voters []string `json:"voters"`
 	// Pools are the ranges allocations are carved from.
-	Pools Pools `json:"pools"`
+	Pools pools.Pools `json:"pools"`
 	// StateDir holds durable state (allocation record, raft log of voters).
 	StateDir string `json:"stateDir"`
 	// APISocket is the unix socket of the local API (tfsite status).
@@ -234,17 +237,17 @@ func Default() Config {
 			RejoinInterval: Duration(15 * time.Second),
 		},
 		Allocator: Allocator{
-			BindPort:       alloc.DefaultPort,
+			BindPort:       DefaultAllocatorPort,
 			RetryInterval:  Duration(2 * time.Second),
 			RaftMultiplier: 1,
 		},
-		Pools:          DefaultPools(),
+		Pools:          pools.DefaultPools(),
 		StateDir:       DefaultStateDir,
 		APISocket:      DefaultAPISocket,
 		MetricsAddress: DefaultMetricsAddress,
 		Underlay: Underlay{
 			Interface: "auto",
-			Timeout:   Duration(underlay.Default().Timeout),
+			Timeout:   Duration(DefaultDiscoverTimeout),
 		},
 		BringUp: BringUp{
 			Kubeconfig:   DefaultKubeconfig,
@@ -300,9 +303,9 @@ func (c Config) Validate() error {
 	}
 	a := c.Allocator
 	if a.BindPort < 0 || a.BindPort > 65535 {
-		add("allocator.bindPort", "%d is out of range; use 1-65535 (default %d)", a.BindPort, alloc.DefaultPort)
+		add("allocator.bindPort", "%d is out of range; use 1-65535 (default %d)", a.BindPort, DefaultAllocatorPort)
 	} else if a.BindPort != 0 && a.BindPort == g.BindPort {
-		add("allocator.bindPort", "%d is also the gossip port; use another (default %d)", a.BindPort, alloc.DefaultPort)
+		add("allocator.bindPort", "%d is also the gossip port; use another (default %d)", a.BindPort, DefaultAllocatorPort)
 	}
 	if a.AdvertisePort < 0 || a.AdvertisePort > 65535 {
 		add("allocator.advertisePort", "%d is out of range; use 1-65535 or 0 for the bind port", a.AdvertisePort)
@@ -382,14 +385,8 @@ func (c Config) Validate() error {
 }
 
 // SeedAddress returns host:port for a seed given as host or host:port; the
-// port defaults to 7946. It parses exactly as membership does.
-func SeedAddress(s string) (string, error) {
-	host, port, err := membership.ParseSeed(s)
-	if err != nil {
-		return "", err
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port)), nil
-}
+// port defaults to DefaultGossipPort. It parses exactly as membership does.
+func SeedAddress(s string) (string, error) { return hostport.Normalize(s, DefaultGossipPort) }
 
 // GossipKeys returns the decoded gossip keyring, primary first, or nil when
 // no key is configured (gossip then runs unencrypted, which the agent warns

@@ -162,23 +162,14 @@ func TestGossipKeys(t *testing.T) {
 	}
 }
 
+// TestSeedAddress: the gossip port is the default (the forms are
+// internal/hostport's, tested there).
 func TestSeedAddress(t *testing.T) {
-	for in, want := range map[string]string{
-		"10.0.0.1":      "10.0.0.1:7946",
-		"10.0.0.1:8000": "10.0.0.1:8000",
-		"site-b.lab":    "site-b.lab:7946",
-		"[fd00::1]:9":   "[fd00::1]:9",
-		"fd00::1":       "[fd00::1]:7946",
-	} {
-		got, err := SeedAddress(in)
-		if err != nil || got != want {
-			t.Errorf("SeedAddress(%q) = %q, %v; want %q", in, got, err, want)
-		}
+	if got, err := SeedAddress("site-b.lab"); err != nil || got != "site-b.lab:7946" {
+		t.Errorf("SeedAddress(site-b.lab) = %q, %v; want site-b.lab:7946", got, err)
 	}
-	for _, bad := range []string{"", "10.0.0.1:0", "a b", "10.0.0.1:x"} {
-		if _, err := SeedAddress(bad); err == nil {
-			t.Errorf("SeedAddress(%q) = nil error", bad)
-		}
+	if _, err := SeedAddress("10.0.0.1:0"); err == nil {
+		t.Error("port 0 accepted")
 	}
 }
 

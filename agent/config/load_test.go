@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/pools"
 )
 
 func write(t *testing.T, dir, name, text string) string {
@@ -255,13 +255,13 @@ tfsite:
 		t.Fatal(err)
 	}
 	p := l.Config.Pools
-	if len(p.Pins) != 1 || p.Pins[0] != (alloc.Pin{Site: "b"}) {
+	if len(p.Pins) != 1 || p.Pins[0] != (pools.Pin{Site: "b"}) {
 		t.Errorf("pins = %+v, want only NoCloud's pin for b, with nothing of the file's pin for a", p.Pins)
 	}
-	if want := []alloc.ASNRange{{Last: 65000}}; !slices.Equal(p.ASNs, want) {
+	if want := []pools.ASNRange{{Last: 65000}}; !slices.Equal(p.ASNs, want) {
 		t.Errorf("asns = %+v, want %+v (NoCloud's list as written)", p.ASNs, want)
 	}
-	if want := []alloc.ASNRange{{Last: 64600}}; !slices.Equal(p.Reserved.ASNs, want) {
+	if want := []pools.ASNRange{{Last: 64600}}; !slices.Equal(p.Reserved.ASNs, want) {
 		t.Errorf("reserved asns = %+v, want %+v", p.Reserved.ASNs, want)
 	}
 }
@@ -276,7 +276,7 @@ func TestParseIntoFailureChangesNothing(t *testing.T) {
 	if err := parseInto([]byte("pools: {pins: [{site: b, asn: 64601, bogus: 1}]}\n"), &c); err == nil || !strings.Contains(err.Error(), `unknown field "bogus"`) {
 		t.Fatalf("err = %v, want unknown field", err)
 	}
-	if len(c.Pools.Pins) != 1 || c.Pools.Pins[0] != (alloc.Pin{Site: "a", ASN: 64600}) {
+	if len(c.Pools.Pins) != 1 || c.Pools.Pins[0] != (pools.Pin{Site: "a", ASN: 64600}) {
 		t.Errorf("pins = %+v after a failed document, want the earlier pin for a", c.Pools.Pins)
 	}
 }

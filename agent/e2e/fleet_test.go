@@ -19,6 +19,7 @@ import (
 
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
@@ -36,7 +37,7 @@ type fleet struct {
 	next   int
 	sites  map[string]*proc
 	// first remembers each site's first observed allocation (renumbering check).
-	first map[string]alloc.Allocation
+	first map[string]site.Allocation
 }
 
 // proc is one site: its namespace, address, files and current process.
@@ -71,7 +72,7 @@ func newFleet(t *testing.T, voters []string) *fleet {
 	}
 	f := &fleet{
 		t: t, bin: testrig.TfsiteBinary(t), dir: dir, voters: voters, key: keyFile,
-		sites: map[string]*proc{}, first: map[string]alloc.Allocation{},
+		sites: map[string]*proc{}, first: map[string]site.Allocation{},
 	}
 	f.hub = testrig.NewNetns(t, "hub")
 	f.hub.Run("ip", "link", "add", "br0", "type", "bridge")
@@ -258,8 +259,8 @@ func (f *fleet) converged() (map[string]api.Status, error) {
 // since its first allocation.
 func (f *fleet) checkSafety(statuses map[string]api.Status) {
 	f.t.Helper()
-	records := map[string]alloc.Allocation{}
-	var list []alloc.Allocation
+	records := map[string]site.Allocation{}
+	var list []site.Allocation
 	for name, p := range f.sites {
 		a, ok, err := alloc.ReadRecord(filepath.Join(p.stateDir, "alloc"))
 		if err != nil {
@@ -279,7 +280,7 @@ func (f *fleet) checkSafety(statuses map[string]api.Status) {
 			f.first[name] = a
 		}
 	}
-	if err := alloc.CheckDisjoint(list); err != nil {
+	if err := site.CheckDisjoint(list); err != nil {
 		f.t.Fatalf("durable records collide:\n%v", err)
 	}
 	for name, st := range statuses {
@@ -300,7 +301,7 @@ func (f *fleet) checkSafety(statuses map[string]api.Status) {
 	}
 }
 
-func sameAlloc(a alloc.Allocation, b *api.Allocation) bool {
+func sameAlloc(a site.Allocation, b *api.Allocation) bool {
 	return a.ASN == b.ASN && a.Pod == b.Pod && a.Service == b.Service && a.Fabric == b.Fabric
 }
 

@@ -3,15 +3,13 @@ package membership
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 
 	"github.com/tfsite/tfsite/agent/sitename"
+	"github.com/tfsite/tfsite/internal/hostport"
 )
 
 // DefaultPort is memberlist's usual gossip port (TCP and UDP).
@@ -90,7 +88,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, s := range c.Seeds {
-		if _, _, err := ParseSeed(s); err != nil {
+		if _, err := hostport.Normalize(s, DefaultPort); err != nil {
 			add("seeds[%d]: %v", i, err)
 		}
 	}
@@ -108,26 +106,4 @@ func (c Config) Validate() error {
 		add("gossip profile %q: use lan, wan or local", c.Profile)
 	}
 	return errors.Join(errs...)
-}
-
-// ParseSeed parses a seed given as "host", "host:port", "[v6]" or
-// "[v6]:port"; the port defaults to DefaultPort. The agent's config
-// validation uses it too, so both accept exactly the same seeds.
-func ParseSeed(s string) (string, int, error) {
-	if s == "" {
-		return "", 0, errors.New("empty seed; use host or host:port")
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		// No port: a bare host or IPv6 address.
-		host, port = strings.Trim(s, "[]"), strconv.Itoa(DefaultPort)
-	}
-	if host == "" || strings.ContainsAny(host, " /\t,") {
-		return "", 0, fmt.Errorf("%q is not host[:port]; use e.g. 10.0.0.2 or 10.0.0.2:%d", s, DefaultPort)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", 0, fmt.Errorf("%q has port %q out of range; use 1-65535", s, port)
-	}
-	return host, p, nil
 }

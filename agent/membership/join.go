@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tfsite/tfsite/internal/hostport"
 )
 
 // Join joins through addrs ("host:port") now; it returns how many answered.
@@ -31,11 +33,10 @@ func (m *Membership) seedAddrs() []string {
 	self := m.LocalAddr().String()
 	var out []string
 	for _, s := range m.cfg.Seeds {
-		h, p, err := ParseSeed(s)
+		a, err := hostport.Normalize(s, DefaultPort)
 		if err != nil {
 			continue
 		}
-		a := net.JoinHostPort(h, strconv.Itoa(p))
 		if a != self {
 			out = append(out, a)
 		}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/notify"
 )
 
@@ -312,10 +312,10 @@ func (m *Membership) liveNames() map[string]bool {
 // Peers implements alloc.MemberSource: every other site with decodable
 // metadata. It reads only this package's copies of the nodes (no sorting,
 // no call into memberlist), because the allocator asks often.
-func (m *Membership) Peers() []alloc.Peer {
+func (m *Membership) Peers() []site.Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]alloc.Peer, 0, len(m.known))
+	out := make([]site.Peer, 0, len(m.known))
 	for name, n := range m.known {
 		if p, ok := m.peerLocked(name, n); ok {
 			out = append(out, p)
@@ -326,27 +326,27 @@ func (m *Membership) Peers() []alloc.Peer {
 
 // Peer returns one other site as Peers would list it. Raft resolves voter
 // addresses through it on every message, so it must not list the fleet.
-func (m *Membership) Peer(site string) (alloc.Peer, bool) {
+func (m *Membership) Peer(name string) (site.Peer, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, ok := m.known[site]
+	n, ok := m.known[name]
 	if !ok {
-		return alloc.Peer{}, false
+		return site.Peer{}, false
 	}
-	return m.peerLocked(site, n)
+	return m.peerLocked(name, n)
 }
 
 // peerLocked converts a remembered node; m.mu is held. The copy's State
 // is set from its last event (see remember): memberlist reports every
 // change between alive and dead/left (NotifyJoin/NotifyLeave), and suspect
 // counts as alive, so it agrees with liveNames.
-func (m *Membership) peerLocked(name string, n *memberlist.Node) (alloc.Peer, bool) {
+func (m *Membership) peerLocked(name string, n *memberlist.Node) (site.Peer, bool) {
 	d := m.decoded[name]
 	if name == m.cfg.Site || d.err != nil || d.meta.Site != name {
-		return alloc.Peer{}, false
+		return site.Peer{}, false
 	}
 	addr, _ := netip.AddrFromSlice(n.Addr)
-	return alloc.Peer{
+	return site.Peer{
 		Site: name, Addr: addr.Unmap(), Endpoint: d.meta.RPC, VoterHash: d.meta.VoterHash, Key: d.meta.Key, Released: d.meta.Released,
 		Alive: n.State == memberlist.StateAlive || n.State == memberlist.StateSuspect,
 	}, true

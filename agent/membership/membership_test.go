@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -130,7 +130,7 @@ func TestJoinViaAnySeedAndMeta(t *testing.T) {
 	eventually(t, "3 alive members everywhere", 20*time.Second, func() bool {
 		return allAlive(a, "a", "b", "c") && allAlive(b, "a", "b", "c") && allAlive(c, "a", "b", "c")
 	}, a, b, c)
-	al := alloc.Allocation{Site: "a", ASN: 64512, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
+	al := site.Allocation{Site: "a", ASN: 64512, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
 	if err := a.UpdateMeta(Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h", Alloc: &al}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestJoinViaAnySeedAndMeta(t *testing.T) {
 		}
 		return false
 	}, c)
-	var peer alloc.Peer
+	var peer site.Peer
 	for _, p := range c.Peers() {
 		if p.Site == "a" {
 			peer = p
@@ -504,10 +504,10 @@ func metaUpdateRounds(t *testing.T, opt nodeOpt) {
 }
 
 // testMeta is a site's metadata before (al false) and after allocation.
-func testMeta(site string, al bool) Meta {
+func testMeta(name string, al bool) Meta {
 	m := Meta{RPC: netip.MustParseAddrPort("127.0.0.1:7947"), VoterHash: "h"}
 	if al {
-		m.Alloc = &alloc.Allocation{Site: site, ASN: 64600, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
+		m.Alloc = &site.Allocation{Site: name, ASN: 64600, Pod: netip.MustParsePrefix("10.32.0.0/21"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("10.64.0.0/22")}
 	}
 	return m
 }

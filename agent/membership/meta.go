@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -31,7 +31,7 @@ type Meta struct {
 	// Version is the agent version.
 	Version string `json:"version,omitempty"`
 	// Alloc is the site's committed allocation (Site equals Meta.Site).
-	Alloc *alloc.Allocation `json:"alloc,omitempty"`
+	Alloc *site.Allocation `json:"alloc,omitempty"`
 	// Leaving is set just before a graceful leave, so peers can tell
 	// "left" from "dead" (memberlist does not expose the difference).
 	Leaving bool `json:"leaving,omitempty"`
@@ -98,8 +98,8 @@ func EncodeMeta(m Meta) ([]byte, error) {
 		field(tagLeaving, nil)
 	}
 	if m.Key != nil {
-		if len(m.Key) != alloc.KeyLen {
-			err = errors.Join(err, fmt.Errorf("gossip metadata key is %d bytes, want %d", len(m.Key), alloc.KeyLen))
+		if len(m.Key) != site.KeyLen {
+			err = errors.Join(err, fmt.Errorf("gossip metadata key is %d bytes, want %d", len(m.Key), site.KeyLen))
 		}
 		field(tagKey, m.Key)
 	}
@@ -161,8 +161,8 @@ func DecodeMeta(b []byte) (Meta, error) {
 				m.Released = binary.BigEndian.Uint64(v)
 			}
 		case tagKey:
-			if len(v) != alloc.KeyLen {
-				err = fmt.Errorf("key is %d bytes, want %d", len(v), alloc.KeyLen)
+			if len(v) != site.KeyLen {
+				err = fmt.Errorf("key is %d bytes, want %d", len(v), site.KeyLen)
 			} else {
 				m.Key = append([]byte(nil), v...)
 			}
@@ -211,8 +211,8 @@ func appendPrefix(b []byte, p netip.Prefix) []byte {
 	return append(b, p.Addr().AsSlice()...)
 }
 
-func decodeAlloc(v []byte) (alloc.Allocation, error) {
-	var a alloc.Allocation
+func decodeAlloc(v []byte) (site.Allocation, error) {
+	var a site.Allocation
 	if len(v) < 4 {
 		return a, errors.New("truncated")
 	}

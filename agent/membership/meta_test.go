@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tfsite/tfsite/agent/alloc"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 func fullMeta() Meta {
@@ -17,9 +17,9 @@ func fullMeta() Meta {
 		RPC:       netip.MustParseAddrPort("192.0.2.1:7947"),
 		VoterHash: "0123456789abcdef",
 		Version:   strings.Repeat("v", 64),
-		Alloc: &alloc.Allocation{Site: strings.Repeat("s", 63), ASN: 4200000000,
+		Alloc: &site.Allocation{Site: strings.Repeat("s", 63), ASN: 4200000000,
 			Pod: netip.MustParsePrefix("fd00:1::/64"), Service: netip.MustParsePrefix("10.96.0.0/22"), Fabric: netip.MustParsePrefix("fd00:2::/64")},
-		Key:      bytes.Repeat([]byte{0xab}, alloc.KeyLen),
+		Key:      bytes.Repeat([]byte{0xab}, site.KeyLen),
 		Released: 1 << 40,
 	}
 }

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -108,15 +108,6 @@ func refFamilies(raw json.RawMessage) []string {
 	return a.Session[0].Attributes[0].AddressFamilies.Family
 }
 
-// Peer is another site's TF control node.
-type Peer struct {
-	Site    string
-	Address netip.Addr
-	ASN     uint32
-	// RouterID is the BGP identifier; default Address.
-	RouterID netip.Addr
-}
-
 // Compiled on first use, not at every tfsite start.
 
 // PeeringConfig configures the reconciler.
@@ -193,7 +184,7 @@ func (c Changes) Empty() bool {
 }
 
 // PeerSource yields the desired peers (every other site) at each reconcile.
-type PeerSource func() []Peer
+type PeerSource func() []site.BGPPeer
 
 // Peering keeps TF's BGP configuration in line with the sites that exist.
 type Peering struct {
@@ -263,14 +254,10 @@ func (p *Peering) Run(ctx context.Context) error {
 // PeerName is the bgp-router name tfsite gives a site's control node.
 func PeerName(site string) string { return PeerPrefix + site }
 
-func (p *Peering) desired(peer Peer) BGPRouterParams {
-	id := peer.RouterID
-	if !id.IsValid() {
-		id = peer.Address
-	}
+func (p *Peering) desired(peer site.BGPPeer) BGPRouterParams {
 	return BGPRouterParams{
 		AutonomousSystem: peer.ASN,
-		Identifier:       id.String(),
+		Identifier:       peer.Address.String(), // a site's underlay address is its BGP identifier
 		Address:          peer.Address.String(),
 		Port:             BGPPort,
 		HoldTime:         p.cfg.HoldTime,
@@ -286,7 +273,7 @@ func sameParams(a, b BGPRouterParams) bool {
 		a.AdminDown == b.AdminDown && slices.Equal(a.AddressFamilies.Family, b.AddressFamilies.Family)
 }
 
-func checkPeers(peers []Peer) error {
+func checkPeers(peers []site.BGPPeer) error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, pr := range peers {
@@ -300,8 +287,8 @@ func checkPeers(peers []Peer) error {
 		if !pr.Address.IsValid() || pr.Address.IsUnspecified() {
 			errs = append(errs, fmt.Errorf("peer %s: address missing", pr.Site))
 		}
-		if pr.RouterID.IsValid() && !pr.RouterID.Is4() || !pr.RouterID.IsValid() && !pr.Address.Is4() {
-			errs = append(errs, fmt.Errorf("peer %s: BGP identifier must be IPv4 (set RouterID)", pr.Site))
+		if pr.Address.IsValid() && !pr.Address.Is4() {
+			errs = append(errs, fmt.Errorf("peer %s: address %s must be IPv4: it is also the BGP identifier", pr.Site, pr.Address))
 		}
 		if pr.ASN == 0 {
 			errs = append(errs, fmt.Errorf("peer %s: ASN missing", pr.Site))
@@ -315,7 +302,7 @@ func checkPeers(peers []Peer) error {
 // peer and a reference from the local control node to each; tfsite's routers of
 // sites no longer listed are unlinked and deleted. A second call with the same
 // peers writes nothing.
-func (p *Peering) Reconcile(ctx context.Context, peers []Peer) (Changes, error) {
+func (p *Peering) Reconcile(ctx context.Context, peers []site.BGPPeer) (Changes, error) {
 	var ch Changes
 	if err := checkPeers(peers); err != nil {
 		return ch, fmt.Errorf("desired peers: %w", err)

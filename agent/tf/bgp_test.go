@@ -9,15 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
 
-func peers(sites ...string) []Peer {
-	all := map[string]Peer{
+func peers(sites ...string) []site.BGPPeer {
+	all := map[string]site.BGPPeer{
 		"beta":  {Site: "beta", Address: netip.MustParseAddr("10.0.2.10"), ASN: 64602},
 		"gamma": {Site: "gamma", Address: netip.MustParseAddr("10.0.3.10"), ASN: 64603},
-		"delta": {Site: "delta", Address: netip.MustParseAddr("10.0.4.10"), ASN: 4200000004, RouterID: netip.MustParseAddr("10.0.4.1")},
+		"delta": {Site: "delta", Address: netip.MustParseAddr("10.0.4.10"), ASN: 4200000004},
 	}
-	var out []Peer
+	var out []site.BGPPeer
 	for _, s := range sites {
 		out = append(out, all[s])
 	}
@@ -140,7 +142,7 @@ func TestPeeringFourByteASN(t *testing.T) {
 	if s.gscASN() != 4200000001 {
 		t.Fatalf("asn %d", s.gscASN())
 	}
-	if params, _, _ := s.router("tfsite-delta"); params.AutonomousSystem != 4200000004 || params.Identifier != "10.0.4.1" {
+	if params, _, _ := s.router("tfsite-delta"); params.AutonomousSystem != 4200000004 || params.Identifier != "10.0.4.10" {
 		t.Fatalf("%+v", params)
 	}
 }
@@ -157,7 +159,7 @@ func TestPeeringWaitsForLocalRouter(t *testing.T) {
 func TestPeeringRejectsBadPeers(t *testing.T) {
 	s := newVNCServer(t, "alpha-ctrl")
 	p := newTestPeering(t, s, 64601)
-	bad := []Peer{{Site: "Beta!", Address: netip.MustParseAddr("10.0.0.1"), ASN: 1}, {Site: "x"}, {Site: "x"},
+	bad := []site.BGPPeer{{Site: "Beta!", Address: netip.MustParseAddr("10.0.0.1"), ASN: 1}, {Site: "x"}, {Site: "x"},
 		{Site: "v6", Address: netip.MustParseAddr("fd00::1"), ASN: 5}}
 	_, err := p.Reconcile(context.Background(), bad)
 	for _, want := range []string{`"Beta!"`, "address missing", "ASN missing", "twice", "IPv4"} {
@@ -243,10 +245,10 @@ func TestPeeringRun(t *testing.T) {
 	s := newVNCServer(t, "alpha-ctrl")
 	cfg := DefaultPeeringConfig()
 	cfg.Endpoint, cfg.LocalRouter, cfg.ASN, cfg.Interval = s.srv.URL, "alpha-ctrl", 64601, time.Hour
-	want := make(chan []Peer, 1)
+	want := make(chan []site.BGPPeer, 1)
 	want <- peers("beta")
 	cur := peers("beta")
-	p, err := NewPeering(cfg, func() []Peer {
+	p, err := NewPeering(cfg, func() []site.BGPPeer {
 		select {
 		case cur = <-want:
 		default:

@@ -225,11 +225,12 @@ site's own ASN, address or router id is refused. Output goes to stdout or
 
 With --socket, everything comes from the running agent: the local side from
 its status (site, allocated ASN, pod prefix, advertised gossip address as
-session source and router id; --address and --router-id override), and one
-peer per other site that gossip shows with an allocation (its gossip
-address, ASN, and only its pod prefix accepted); --peer and --peers-file add
-to them. Sites without an allocation yet are reported on stderr and left out:
-re-render when they have one.
+session source and router id; --address and --router-id override), and the
+peers from GET /v1/bgp-peers, the list TF's peering is built from: one per
+other site of the committed allocation table, at its underlay address, with
+its committed ASN, accepting only its pod prefix (departed sites stay until
+released); --peer and --peers-file add to them. Re-render when the fleet
+changes.
 
 Examples:
   tfsite peering --format bird --config site.yaml \
@@ -333,9 +334,9 @@ func (f *siteFlags) fromAgent(cmd *cobra.Command) (peering.Local, []peering.Peer
 	return local, peers, nil
 }
 
-// peeringFromAgent asks the agent at socket for its status and peers and
-// turns them into the peering to render (peering.FromAgent), naming the
-// sites left out on stderr. Any command holding an agent socket can render
+// peeringFromAgent asks the agent at socket for its status and BGP peers (the
+// committed table, as TF's peering uses) and turns them into the peering to
+// render (peering.FromAgent). Any command holding an agent socket can render
 // with it: peering.Render(format, local, peers).
 func peeringFromAgent(cmd *cobra.Command, socket string) (peering.Local, []peering.Peer, error) {
 	ctx := cmd.Context()
@@ -344,18 +345,14 @@ func peeringFromAgent(cmd *cobra.Command, socket string) (peering.Local, []peeri
 	if err != nil {
 		return peering.Local{}, nil, err
 	}
-	ps, err := c.Peers(ctx)
+	if st.Allocation == nil {
+		return peering.FromAgent(st, nil) // ErrNotAllocated, naming the phase
+	}
+	ps, err := c.BGPPeers(ctx)
 	if err != nil {
 		return peering.Local{}, nil, err
 	}
-	local, peers, skipped, err := peering.FromAgent(st, ps)
-	if err != nil {
-		return local, nil, err
-	}
-	for _, s := range skipped {
-		fmt.Fprintf(cmd.ErrOrStderr(), "tfsite: leaving out %s\n", s)
-	}
-	return local, peers, nil
+	return peering.FromAgent(st, ps)
 }
 
 // agentParamsCode maps errors of reading site parameters to exit codes: the

@@ -9,19 +9,32 @@ import (
 	"testing"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
-// fixedAgent is an api.Backend answering with a fixed status.
-type fixedAgent struct{ st api.Status }
+// fixedAgent is an api.Backend answering with a fixed status and BGP peers.
+type fixedAgent struct {
+	st  api.Status
+	bgp []site.BGPPeer
+}
 
-func (b *fixedAgent) Status(context.Context) api.Status               { return b.st }
-func (b *fixedAgent) Peers(context.Context) []api.Peer                { return b.st.Peers }
-func (b *fixedAgent) Release(context.Context, string) error           { return api.ErrConflict }
-func (b *fixedAgent) BGPPeers(context.Context) ([]api.BGPPeer, error) { return nil, api.ErrUnavailable }
+func (b *fixedAgent) Status(context.Context) api.Status     { return b.st }
+func (b *fixedAgent) Peers(context.Context) []api.Peer      { return b.st.Peers }
+func (b *fixedAgent) Release(context.Context, string) error { return api.ErrConflict }
+func (b *fixedAgent) BGPPeers(context.Context) ([]site.BGPPeer, error) {
+	if b.st.Allocation == nil {
+		return nil, api.ErrUnavailable
+	}
+	return b.bgp, nil
+}
 
-// serveAgent serves st on a real API socket, as `tfsite agent` does.
-func serveAgent(t *testing.T, st api.Status) string { return testrig.ServeAPI(t, &fixedAgent{st}) }
+// serveAgent serves st and bgp on a real API socket, as `tfsite agent` does.
+func serveAgent(t *testing.T, st api.Status, bgp ...site.BGPPeer) string {
+	return testrig.ServeAPI(t, &fixedAgent{st, bgp})
+}
+
+var betaPeer = site.BGPPeer{Site: "beta", ASN: 64514, Address: netip.MustParseAddr("192.168.240.12"), Pod: netip.MustParsePrefix("10.32.16.0/21")}
 
 func testAllocation(asn uint32, pod, svc, fabric string) *api.Allocation {
 	return &api.Allocation{ASN: asn, Pod: netip.MustParsePrefix(pod), Service: netip.MustParsePrefix(svc), Fabric: netip.MustParsePrefix(fabric)}
@@ -36,7 +49,8 @@ func TestRenderAndPeeringFromSocket(t *testing.T) {
 				Allocation: testAllocation(64514, "10.32.16.0/21", "10.96.8.0/22", "10.64.8.0/22")},
 			{Site: "gamma", State: api.StateAlive, Address: "192.168.240.13:7946"},
 		}}
-	sock := serveAgent(t, st)
+	// gamma gossips but holds no committed allocation: not a BGP peer.
+	sock := serveAgent(t, st, betaPeer)
 	out := filepath.Join(t.TempDir(), "out")
 	if _, err := runCmd(t, "render", "--socket", sock, "--out", out); err != nil {
 		t.Fatal(err)
@@ -101,7 +115,7 @@ func TestPeersFormatMatchesPeering(t *testing.T) {
 		Allocation: testAllocation(64513, "10.32.8.0/21", "10.96.4.0/22", "10.64.4.0/22"),
 		Peers: []api.Peer{{Site: "beta", State: api.StateAlive, Address: "192.168.240.12:7946",
 			Allocation: testAllocation(64514, "10.32.16.0/21", "10.96.8.0/22", "10.64.8.0/22")}}}
-	sock := serveAgent(t, st)
+	sock := serveAgent(t, st, betaPeer)
 	for _, format := range []string{"bird", "frr"} {
 		viaPeers, err := runCmd(t, "peers", "--format", format, "--socket", sock)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/site"
 )
 
 type statusOnly struct{}
@@ -13,7 +14,7 @@ func (statusOnly) Status(context.Context) api.Status {
 	return api.Status{Site: "s", Phase: "allocated"}
 }
 func (statusOnly) Peers(context.Context) []api.Peer { return nil }
-func (statusOnly) BGPPeers(context.Context) ([]api.BGPPeer, error) {
+func (statusOnly) BGPPeers(context.Context) ([]site.BGPPeer, error) {
 	return nil, api.ErrUnavailable
 }
 func (statusOnly) Release(context.Context, string) error { return api.ErrNotFound }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/agent/api"
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/internal/passhash"
 	"github.com/tfsite/tfsite/internal/testrig"
 	"github.com/tfsite/tfsite/recovery/netguard"
@@ -31,9 +32,9 @@ func (backend) Status(context.Context) api.Status {
 			Running: &api.BringUpRunning{Name: "kubeadm", Since: time.Now().Add(-90 * time.Second)},
 			Vrouter: &api.VrouterOutcome{Reason: "gateway 10.0.0.1 unreachable for 10s"}}}
 }
-func (backend) Peers(context.Context) []api.Peer                { return nil }
-func (backend) Release(context.Context, string) error           { return nil }
-func (backend) BGPPeers(context.Context) ([]api.BGPPeer, error) { return nil, nil }
+func (backend) Peers(context.Context) []api.Peer                 { return nil }
+func (backend) Release(context.Context, string) error            { return nil }
+func (backend) BGPPeers(context.Context) ([]site.BGPPeer, error) { return nil, nil }
 
 // TestConsoleEveryEntryOverPTY drives every menu entry through an 80x24
 // pseudo-terminal, against a real netguard in a network namespace and the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tfsite/tfsite/internal/oneline"
+	"github.com/tfsite/tfsite/internal/probe"
 )
 
 // Config configures a Guard.
@@ -23,7 +24,7 @@ type Config struct {
 	// Protected addresses no plan may take away (the management address).
 	Protected []Protected
 	// Targets are probed in every window, besides a plan's own targets.
-	Targets []Target
+	Targets []probe.Target
 }
 
 // Default returns the documented defaults: 10 s deadline, 3 s settle.
@@ -340,7 +341,7 @@ func (g *Guard) check(ctx context.Context, probes Probes) error {
 		} else {
 			addr = netip.MustParseAddr(gw)
 		}
-		t := Target{Proto: "icmp", Addr: netip.AddrPortFrom(addr, 0)}
+		t := probe.Target{Proto: "icmp", Addr: netip.AddrPortFrom(addr, 0)}
 		if err := g.prober.ARP(ctx, t); err != nil {
 			return err
 		}
@@ -350,7 +351,7 @@ func (g *Guard) check(ctx context.Context, probes Probes) error {
 	}
 	targets := slices.Clone(g.cfg.Targets)
 	for _, s := range probes.Targets {
-		t, _ := ParseTarget(s)
+		t, _ := probe.Parse(s)
 		targets = append(targets, t)
 	}
 	for _, t := range targets {

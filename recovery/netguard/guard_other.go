@@ -5,6 +5,8 @@ package netguard
 import (
 	"context"
 	"errors"
+
+	"github.com/tfsite/tfsite/internal/probe"
 )
 
 // errUnsupported: netguard needs Linux (netlink, raw sockets).
@@ -12,9 +14,9 @@ var errUnsupported = errors.New("netguard needs Linux")
 
 type unsupported struct{}
 
-func (unsupported) Snapshot() (*State, error)           { return nil, errUnsupported }
-func (unsupported) Apply(Operation) error               { return errUnsupported }
-func (unsupported) Restore(*State, []string) error      { return errUnsupported }
-func (unsupported) ARP(context.Context, Target) error   { return errUnsupported }
-func (unsupported) Reach(context.Context, Target) error { return errUnsupported }
-func defaultKernel() (Kernel, Prober)                   { return unsupported{}, unsupported{} }
+func (unsupported) Snapshot() (*State, error)                 { return nil, errUnsupported }
+func (unsupported) Apply(Operation) error                     { return errUnsupported }
+func (unsupported) Restore(*State, []string) error            { return errUnsupported }
+func (unsupported) ARP(context.Context, probe.Target) error   { return errUnsupported }
+func (unsupported) Reach(context.Context, probe.Target) error { return errUnsupported }
+func defaultKernel() (Kernel, Prober)                         { return unsupported{}, unsupported{} }

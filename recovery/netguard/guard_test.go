@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tfsite/tfsite/internal/probe"
 )
 
 // memKernel is the side-effect-free kernel for the window logic tests: it
@@ -48,8 +50,8 @@ func (k *memKernel) Restore(s *State, _ []string) error {
 // routeProber answers when the default gateway is the real one (10.0.0.1).
 type routeProber struct{ k *memKernel }
 
-func (p routeProber) ARP(context.Context, Target) error { return nil }
-func (p routeProber) Reach(context.Context, Target) error {
+func (p routeProber) ARP(context.Context, probe.Target) error { return nil }
+func (p routeProber) Reach(context.Context, probe.Target) error {
 	s, _ := p.k.Snapshot()
 	if gw, _, _ := s.DefaultGateway(); gw.String() != "10.0.0.1" {
 		return errors.New("unreachable through " + gw.String())

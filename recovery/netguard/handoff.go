@@ -20,6 +20,7 @@ import (
 
 	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/oneline"
+	"github.com/tfsite/tfsite/internal/probe"
 )
 
 const (
@@ -71,7 +72,7 @@ func (r *Request) Config(base Config) (Config, error) {
 	cfg.Timeout, cfg.Settle = time.Duration(r.Timeout), time.Duration(r.Settle)
 	cfg.Targets = nil
 	for _, s := range r.Targets {
-		t, err := ParseTarget(s)
+		t, err := probe.Parse(s)
 		if err != nil {
 			return Config{}, err
 		}
@@ -105,7 +106,7 @@ func DecodeRequest(data []byte) (*Request, error) {
 		errs = append(errs, err)
 	}
 	for _, s := range r.Targets {
-		if _, err := ParseTarget(s); err != nil {
+		if _, err := probe.Parse(s); err != nil {
 			errs = append(errs, err)
 		}
 	}

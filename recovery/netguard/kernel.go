@@ -1,6 +1,10 @@
 package netguard
 
-import "context"
+import (
+	"context"
+
+	"github.com/tfsite/tfsite/internal/probe"
+)
 
 // Kernel is netguard's boundary to the host's network stack.
 type Kernel interface {
@@ -15,7 +19,7 @@ type Kernel interface {
 // Prober answers whether something is reachable right now.
 type Prober interface {
 	// ARP asks gw for its hardware address on the link that routes to it.
-	ARP(ctx context.Context, gw Target) error
+	ARP(ctx context.Context, gw probe.Target) error
 	// Reach sends an ICMP echo (icmp) or opens a TCP connection (tcp).
-	Reach(ctx context.Context, t Target) error
+	Reach(ctx context.Context, t probe.Target) error
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tfsite/tfsite/internal/oneline"
+	"github.com/tfsite/tfsite/internal/probe"
 	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
@@ -157,7 +158,7 @@ func (pr Probes) check() []error {
 		}
 	}
 	for _, t := range pr.Targets {
-		if _, err := ParseTarget(t); err != nil {
+		if _, err := probe.Parse(t); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -328,45 +329,6 @@ func parseDestination(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("destination %q has host bits set (did you mean %s?)", s, p.Masked())
 	}
 	return p, nil
-}
-
-// Target is a reachability probe target.
-type Target struct {
-	Proto string         // "icmp" or "tcp"
-	Addr  netip.AddrPort // port 0 for icmp
-}
-
-func (t Target) String() string {
-	if t.Proto == "icmp" {
-		return "icmp:" + t.Addr.Addr().String()
-	}
-	return "tcp:" + t.Addr.String()
-}
-
-// ParseTarget parses "icmp:ADDR" or "tcp:ADDR:PORT" (IPv6 as tcp:[ADDR]:PORT).
-func ParseTarget(s string) (Target, error) {
-	proto, rest, ok := strings.Cut(s, ":")
-	switch {
-	case ok && proto == "icmp":
-		a, err := netip.ParseAddr(rest)
-		if err == nil && !a.Is4() {
-			err = errors.New("only IPv4 echo is probed")
-		}
-		if err != nil {
-			return Target{}, fmt.Errorf("probe target %q: want icmp:IPv4-ADDRESS: %v", s, err)
-		}
-		return Target{Proto: "icmp", Addr: netip.AddrPortFrom(a, 0)}, nil
-	case ok && proto == "tcp":
-		ap, err := netip.ParseAddrPort(rest)
-		if err == nil && ap.Port() == 0 {
-			err = errors.New("port 0")
-		}
-		if err != nil {
-			return Target{}, fmt.Errorf("probe target %q: want tcp:ADDRESS:PORT: %v", s, err)
-		}
-		return Target{Proto: "tcp", Addr: ap}, nil
-	}
-	return Target{}, fmt.Errorf("probe target %q: want icmp:ADDRESS or tcp:ADDRESS:PORT", s)
 }
 
 // Protected is an address the plan must leave in place on its link, with the

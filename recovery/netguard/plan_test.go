@@ -153,20 +153,6 @@ func TestValidateAgainstHost(t *testing.T) {
 	}
 }
 
-func TestParseTarget(t *testing.T) {
-	for in, want := range map[string]string{"icmp:10.0.0.1": "icmp:10.0.0.1", "tcp:10.0.0.1:6443": "tcp:10.0.0.1:6443", "tcp:[2001:db8::1]:22": "tcp:[2001:db8::1]:22"} {
-		got, err := ParseTarget(in)
-		if err != nil || got.String() != want {
-			t.Errorf("ParseTarget(%q) = %v, %v; want %s", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "icmp:", "icmp:host", "tcp:10.0.0.1", "tcp:10.0.0.1:0", "udp:1.1.1.1:53", "icmp:2001:db8::1"} {
-		if _, err := ParseTarget(in); err == nil {
-			t.Errorf("ParseTarget(%q) accepted", in)
-		}
-	}
-}
-
 func FuzzDecodePlan(f *testing.F) {
 	f.Add([]byte(takeoverPlan))
 	f.Add([]byte("operations: [{op: set-master, link: eth0, master: ''}]"))

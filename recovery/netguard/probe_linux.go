@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+
+	"github.com/tfsite/tfsite/internal/probe"
 )
 
 // NetProber probes from the calling thread's network namespace with real
@@ -30,7 +32,7 @@ func deadlineOf(ctx context.Context) time.Time {
 }
 
 // ARP implements Prober.
-func (NetProber) ARP(ctx context.Context, gw Target) error {
+func (NetProber) ARP(ctx context.Context, gw probe.Target) error {
 	ip := gw.Addr.Addr()
 	if !ip.Is4() {
 		return nil // IPv6 neighbours answer NDP, not ARP; ICMP covers them.
@@ -58,7 +60,7 @@ func (NetProber) ARP(ctx context.Context, gw Target) error {
 }
 
 // Reach implements Prober.
-func (NetProber) Reach(ctx context.Context, t Target) error {
+func (NetProber) Reach(ctx context.Context, t probe.Target) error {
 	if t.Proto == "tcp" {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", t.Addr.String())
@@ -70,7 +72,7 @@ func (NetProber) Reach(ctx context.Context, t Target) error {
 	return echo(ctx, t)
 }
 
-func echo(ctx context.Context, t Target) error {
+func echo(ctx context.Context, t probe.Target) error {
 	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
 	if err != nil {
 		return fmt.Errorf("opening ICMP socket: %w", err)

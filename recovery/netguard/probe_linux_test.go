@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tfsite/tfsite/internal/probe"
 	"github.com/tfsite/tfsite/internal/testrig"
 )
 
@@ -15,14 +16,14 @@ func TestNetProberAnswersAndSilences(t *testing.T) {
 	testrig.RequireRoot(t)
 	requireCommands(t)
 	l := newLab(t)
-	icmp := func(a string) Target {
-		return Target{Proto: "icmp", Addr: netip.AddrPortFrom(netip.MustParseAddr(a), 0)}
+	icmp := func(a string) probe.Target {
+		return probe.Target{Proto: "icmp", Addr: netip.AddrPortFrom(netip.MustParseAddr(a), 0)}
 	}
-	tcp := func(a string) Target { t, _ := ParseTarget("tcp:" + a); return t }
+	tcp := func(a string) probe.Target { t, _ := probe.Parse("tcp:" + a); return t }
 	cases := []struct {
 		name string
 		arp  bool
-		t    Target
+		t    probe.Target
 		ok   bool
 	}{
 		{"arp gateway", true, icmp(gwAddr), true},

@@ -1,10 +1,17 @@
-package alloc
+// Package pools describes what sites are allocated from (ASN ranges and
+// prefix supernets, pins, reserved values), validates it, and picks the
+// first free values for a new site. It is pure computation: agent/alloc
+// commits what the Planner picks through Raft.
+package pools
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
 )
+
+// ErrExhausted: a pool has no free ASN or prefix left for a new site.
+var ErrExhausted = errors.New("allocation pool exhausted")
 
 // ASNRange is an inclusive range of AS numbers.
 type ASNRange struct {

@@ -1,4 +1,4 @@
-package alloc
+package pools
 
 import (
 	"errors"
@@ -6,7 +6,11 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/tfsite/tfsite/agent/site"
 )
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func TestDefaultPoolsValid(t *testing.T) {
 	p := DefaultPools()
@@ -68,25 +72,25 @@ func TestPlannerFirstFreeSkipsHeldReservedPinned(t *testing.T) {
 	p := DefaultPools()
 	p.Reserved = Reserved{ASNs: []ASNRange{{First: 64512, Last: 64512}}, Prefixes: []netip.Prefix{pfx("10.32.0.0/20")}}
 	p.Pins = []Pin{{Site: "pinned", ASN: 64513, Pod: pfx("10.32.16.0/21")}}
-	held := map[string]Allocation{
+	held := map[string]site.Allocation{
 		"x": {Site: "x", ASN: 64514, Pod: pfx("10.32.24.0/21"), Service: pfx("10.96.0.0/22"), Fabric: pfx("10.64.0.0/22")},
 	}
-	pl := newPlanner(p, held)
-	a, err := pl.assign("new")
+	pl := NewPlanner(p, held)
+	a, err := pl.Assign("new")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Allocation{Site: "new", ASN: 64515, Pod: pfx("10.32.32.0/21"), Service: pfx("10.96.4.0/22"), Fabric: pfx("10.64.4.0/22")}
+	want := site.Allocation{Site: "new", ASN: 64515, Pod: pfx("10.32.32.0/21"), Service: pfx("10.96.4.0/22"), Fabric: pfx("10.64.4.0/22")}
 	if a != want {
 		t.Fatalf("got %v\nwant %v", a, want)
 	}
-	b, _ := pl.assign("new2")
-	pin, _ := pl.assign("pinned")
+	b, _ := pl.Assign("new2")
+	pin, _ := pl.Assign("pinned")
 	if pin.ASN != 64513 || pin.Pod != pfx("10.32.16.0/21") {
 		t.Fatalf("pin not honoured: %v", pin)
 	}
-	all := []Allocation{held["x"], a, b, pin}
-	if err := CheckDisjoint(all); err != nil {
+	all := []site.Allocation{held["x"], a, b, pin}
+	if err := site.CheckDisjoint(all); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -101,19 +105,19 @@ func TestPlannerExhaustsExactly(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	pl := newPlanner(p, nil)
-	var all []Allocation
+	pl := NewPlanner(p, nil)
+	var all []site.Allocation
 	for i := 0; i < 2; i++ {
-		a, err := pl.assign("s" + string(rune('a'+i)))
+		a, err := pl.Assign("s" + string(rune('a'+i)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, a)
 	}
-	if _, err := pl.assign("sc"); !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "service pool 10.1.0.0/24") {
+	if _, err := pl.Assign("sc"); !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "service pool 10.1.0.0/24") {
 		t.Fatalf("want service pool exhausted, got %v", err)
 	}
-	if err := CheckDisjoint(all); err != nil {
+	if err := site.CheckDisjoint(all); err != nil {
 		t.Fatal(err)
 	}
 	if all[1].Fabric != pfx("fd00:0:0:1::/64") {
@@ -124,8 +128,8 @@ func TestPlannerExhaustsExactly(t *testing.T) {
 func TestPlannerLargeHeldPrefixMarksRange(t *testing.T) {
 	p := DefaultPools()
 	// A held prefix larger than a per-site pod prefix (e.g. pinned /19).
-	held := map[string]Allocation{"big": {Site: "big", ASN: 64512, Pod: pfx("10.32.0.0/19"), Service: pfx("10.96.0.0/22"), Fabric: pfx("10.64.0.0/22")}}
-	a, err := newPlanner(p, held).assign("n")
+	held := map[string]site.Allocation{"big": {Site: "big", ASN: 64512, Pod: pfx("10.32.0.0/19"), Service: pfx("10.96.0.0/22"), Fabric: pfx("10.64.0.0/22")}}
+	a, err := NewPlanner(p, held).Assign("n")
 	if err != nil {
 		t.Fatal(err)
 	}

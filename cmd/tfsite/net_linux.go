@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tfsite/tfsite/internal/probe"
 	"github.com/tfsite/tfsite/recovery/netguard"
 	"github.com/tfsite/tfsite/recovery/oob"
 )
@@ -111,7 +112,7 @@ func guardConfig(cmd *cobra.Command, f *netFlags) (netguard.Config, *slog.Logger
 		cfg.Settle = f.settle
 	}
 	for _, s := range f.targets {
-		t, err := netguard.ParseTarget(s)
+		t, err := probe.Parse(s)
 		if err != nil {
 			return cfg, nil, withCode(netExitBadInput, fmt.Errorf("--target: %w", err))
 		}

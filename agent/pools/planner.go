@@ -1,4 +1,4 @@
-package alloc
+package pools
 
 import (
 	"encoding/binary"
@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"net/netip"
 
+	"github.com/tfsite/tfsite/agent/site"
 	"github.com/tfsite/tfsite/agent/sitename"
 )
 
@@ -94,11 +95,11 @@ func (pp PrefixPool) contains(p netip.Prefix) bool {
 	return p.Bits() == pp.Length && pp.Supernet.Contains(p.Addr()) && p == p.Masked()
 }
 
-// planner picks free values for new sites: the first free ASN and the first
+// Planner picks free values for new sites: the first free ASN and the first
 // free prefix of each pool, skipping everything held, reserved or pinned for
 // another site. It is built from the committed state at the start of a batch
 // and updated as it assigns, so one batch never hands out a value twice.
-type planner struct {
+type Planner struct {
 	pools   Pools
 	pins    map[string]Pin
 	asn     map[uint32]bool
@@ -106,8 +107,8 @@ type planner struct {
 	nextASN int                // range index hint
 }
 
-func newPlanner(pools Pools, held map[string]Allocation) *planner {
-	pl := &planner{pools: pools, pins: map[string]Pin{}, asn: map[uint32]bool{}}
+func NewPlanner(pools Pools, held map[string]site.Allocation) *Planner {
+	pl := &Planner{pools: pools, pins: map[string]Pin{}, asn: map[uint32]bool{}}
 	for i := range pl.taken {
 		pl.taken[i] = map[uint64]bool{}
 	}
@@ -116,21 +117,21 @@ func newPlanner(pools Pools, held map[string]Allocation) *planner {
 	}
 	for _, a := range held {
 		ps := a.Prefixes()
-		pl.hold(a.ASN, ps[:]...)
+		pl.Hold(a.ASN, ps[:]...)
 	}
 	for _, p := range pools.Pins {
 		if _, ok := held[p.Site]; !ok {
-			pl.hold(p.ASN, p.Pod, p.Service, p.Fabric) // kept free for the pinned site
+			pl.Hold(p.ASN, p.Pod, p.Service, p.Fabric) // kept free for the pinned site
 		}
 	}
 	for _, r := range pools.Reserved.Prefixes {
-		pl.hold(0, r)
+		pl.Hold(0, r)
 	}
 	return pl
 }
 
-// hold marks an ASN (0 = none) and prefixes as unavailable.
-func (pl *planner) hold(asn uint32, ps ...netip.Prefix) {
+// Hold marks an ASN (0 = none) and prefixes as unavailable.
+func (pl *Planner) Hold(asn uint32, ps ...netip.Prefix) {
 	if asn != 0 {
 		pl.asn[asn] = true
 	}
@@ -162,7 +163,7 @@ func (pl *planner) hold(asn uint32, ps ...netip.Prefix) {
 	}
 }
 
-func (pl *planner) reservedASN(asn uint32) bool {
+func (pl *Planner) reservedASN(asn uint32) bool {
 	for _, r := range pl.pools.Reserved.ASNs {
 		if asn >= r.First && asn <= r.Last {
 			return true
@@ -171,16 +172,16 @@ func (pl *planner) reservedASN(asn uint32) bool {
 	return false
 }
 
-// assign picks values for site (pins first) and holds them.
-func (pl *planner) assign(site string) (Allocation, error) {
-	a := Allocation{Site: site}
-	pin := pl.pins[site]
+// Assign picks values for the named site (pins first) and holds them.
+func (pl *Planner) Assign(name string) (site.Allocation, error) {
+	a := site.Allocation{Site: name}
+	pin := pl.pins[name]
 	if pin.ASN != 0 {
 		a.ASN = pin.ASN
 	} else {
 		asn, err := pl.freeASN()
 		if err != nil {
-			return Allocation{}, err
+			return site.Allocation{}, err
 		}
 		a.ASN = asn
 	}
@@ -193,16 +194,16 @@ func (pl *planner) assign(site string) (Allocation, error) {
 		}
 		p, err := pl.freePrefix(i, pp)
 		if err != nil {
-			return Allocation{}, err
+			return site.Allocation{}, err
 		}
 		ps[i] = p
 	}
 	a.Pod, a.Service, a.Fabric = ps[0], ps[1], ps[2]
-	pl.hold(a.ASN, ps[:]...)
+	pl.Hold(a.ASN, ps[:]...)
 	return a, nil
 }
 
-func (pl *planner) freeASN() (uint32, error) {
+func (pl *Planner) freeASN() (uint32, error) {
 	for ri := pl.nextASN; ri < len(pl.pools.ASNs); ri++ {
 		r := pl.pools.ASNs[ri]
 		for asn := uint64(r.First); asn <= uint64(r.Last); asn++ {
@@ -215,7 +216,7 @@ func (pl *planner) freeASN() (uint32, error) {
 	return 0, fmt.Errorf("%w: no free ASN in %s", ErrExhausted, asnRanges(pl.pools.ASNs))
 }
 
-func (pl *planner) freePrefix(i int, pp PrefixPool) (netip.Prefix, error) {
+func (pl *Planner) freePrefix(i int, pp PrefixPool) (netip.Prefix, error) {
 	n := pp.count()
 	for j := uint64(0); j < n; j++ {
 		if !pl.taken[i][j] {
@@ -295,7 +296,7 @@ func (p Pools) validatePins() []error {
 
 // checkCapacity reports pools that leave no value at all for an unpinned site.
 func (p Pools) checkCapacity() error {
-	pl := newPlanner(p, nil)
+	pl := NewPlanner(p, nil)
 	var errs []error
 	if _, err := pl.freeASN(); err != nil {
 		errs = append(errs, fmt.Errorf("pools: %w (all reserved or pinned)", err))
