@@ -26,11 +26,19 @@ test: lint test-unit fuzz boot-test ## everything CI runs: lint, all tests (root
 # staticcheck, pinned; fetched from the module proxy once (go run caches the build).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-lint: ## gofmt + go vet + staticcheck (pinned)
+# The operator's client commands (status, peers, site, render, peering) build
+# for the machines operators use; the agent, discovery, net and console are Linux.
+CLIENT_GOOS ?= darwin windows
+
+lint: ## gofmt + go vet + staticcheck (pinned) + the client commands cross-compile (CLIENT_GOOS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@for os in $(CLIENT_GOOS); do \
+	  CGO_ENABLED=0 GOOS=$$os $(GO) build -trimpath -o /dev/null ./cmd/tfsite || { echo "tfsite does not build for GOOS=$$os"; exit 1; }; \
+	  echo "cmd/tfsite builds for GOOS=$$os"; \
+	done
 
 test-unit: build ## go test ./... (netns/dnsmasq tests run as root, skip otherwise)
 	$(GO) test -count=1 -timeout 20m ./...

@@ -14,14 +14,12 @@ import (
 )
 
 func init() {
-	register(newAgentCmd)
 	register(newStatusCmd)
 	register(newPeersCmd)
 	register(newSiteCmd)
 }
 
-// Exit codes of the agent and API commands (documented in their --help).
-// Exit codes of the agent-facing commands (cli.Exit*).
+// Exit codes of the agent-facing commands (cli.Exit*, documented in their --help).
 const (
 	exitBadConfig    = cli.ExitBadConfig
 	exitAgentDown    = cli.ExitAgentDown
@@ -30,7 +28,7 @@ const (
 	exitNotAllocated = cli.ExitNotAllocated
 )
 
-// agentFlags are the flags of `tfsite agent`; set ones override every source.
+// clientCode maps the API client's sentinel errors to exit codes.
 func clientCode(err error) error {
 	switch {
 	case errors.Is(err, api.ErrAgentDown):
@@ -41,19 +39,6 @@ func clientCode(err error) error {
 		return withCode(exitRefused, err)
 	}
 	return err
-}
-
-func newAgentCmd() *cobra.Command {
-	var f cli.AgentFlags
-	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: cli.AgentShort,
-		Long:  cli.AgentLong("tfsite agent"),
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return f.Run(cmd.Context()) },
-	}
-	f.Register(cmd.Flags())
-	return cmd
 }
 
 func printJSON(cmd *cobra.Command, v any) error {

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tfsite/tfsite/internal/atomicfile"
 	"github.com/tfsite/tfsite/internal/oneline"
 	"github.com/tfsite/tfsite/internal/strictjson"
@@ -289,9 +287,9 @@ func (s Store) TryLock() (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, ErrBusy) {
 			return nil, ErrBusy
 		}
 		return nil, fmt.Errorf("locking %s: %w", s.path(lockFile), err)
@@ -304,7 +302,7 @@ func (l *Lock) Unlock() {
 	if l == nil || l.f == nil {
 		return
 	}
-	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	_ = unlock(l.f)
 	_ = l.f.Close()
 	l.f = nil
 }
