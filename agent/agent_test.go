@@ -516,31 +516,6 @@ func TestDiscoveryRetriesInBackground(t *testing.T) {
 	}
 }
 
-// restoreKernel is netguard's kernel boundary recording restores: the
-// agent's part is calling recovery at start; netguard's own netns tests
-// cover restoring a real kernel.
-type restoreKernel struct {
-	mu       sync.Mutex
-	restored []netguard.State
-	removed  [][]string
-}
-
-func (k *restoreKernel) Snapshot() (*netguard.State, error) {
-	return nil, errors.New("restoreKernel: no snapshots at agent start")
-}
-
-func (k *restoreKernel) Apply(op netguard.Operation) error {
-	return errors.New("restoreKernel: no plan operations at agent start")
-}
-
-func (k *restoreKernel) Restore(s *netguard.State, removeLinks []string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.restored = append(k.restored, *s.Clone())
-	k.removed = append(k.removed, slices.Clone(removeLinks))
-	return nil
-}
-
 // blockingDiscover calls check with the options discovery got, then blocks
 // until release is closed, so a test can read status in the discovering phase.
 func blockingDiscover(check func(underlay.Options), reached chan<- struct{}, release <-chan struct{}) func(context.Context, underlay.Options, *slog.Logger) (*underlay.Result, error) {
@@ -590,7 +565,7 @@ func TestStartRevertsPendingNetworkChange(t *testing.T) {
 	if err := store.WritePending(pending); err != nil {
 		t.Fatal(err)
 	}
-	k := &restoreKernel{}
+	k := netguard.NewModel(nil)
 	reached, release := make(chan struct{}), make(chan struct{})
 	var pendingAtDiscovery error
 	check := func(underlay.Options) { _, pendingAtDiscovery = store.Pending() }
@@ -601,17 +576,15 @@ func TestStartRevertsPendingNetworkChange(t *testing.T) {
 	if !errors.Is(pendingAtDiscovery, netguard.ErrNothingPending) {
 		t.Errorf("at discovery the pending record was still there (Pending() err = %v), want it reverted before discovery", pendingAtDiscovery)
 	}
-	k.mu.Lock()
-	restored, removed := slices.Clone(k.restored), slices.Clone(k.removed)
-	k.mu.Unlock()
-	if len(restored) != 1 {
-		t.Fatalf("kernel restored %d times, want 1", len(restored))
+	converged := k.Converged()
+	if len(converged) != 1 {
+		t.Fatalf("kernel restored %d times, want 1", len(converged))
 	}
-	if d := restored[0].Diff(&snap); len(d) != 0 {
+	if d := converged[0].State.Diff(&snap); len(d) != 0 {
 		t.Errorf("restored state differs from the recorded snapshot: %v", d)
 	}
-	if !slices.Equal(removed[0], []string{"vhost0"}) {
-		t.Errorf("restore removed links %v, want [vhost0]", removed[0])
+	if !slices.Equal(converged[0].RemoveLinks, []string{"vhost0"}) {
+		t.Errorf("restore removed links %v, want [vhost0]", converged[0].RemoveLinks)
 	}
 	events, err := store.Events()
 	if err != nil {
@@ -635,7 +608,7 @@ func TestWatcherRevertsChangeWhoseGuardDied(t *testing.T) {
 	cfg.Underlay.Disabled = false
 	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
 	store := netguard.Store{Dir: filepath.Join(cfg.StateDir, NetStateDir)}
-	k := &restoreKernel{}
+	k := netguard.NewModel(nil)
 	reached, release := make(chan struct{}), make(chan struct{})
 	s := l.startConfig(cfg, WithDiscover(blockingDiscover(func(underlay.Options) {}, reached, release)), WithNetGuard(netguard.WithKernel(k)))
 	waitReached(t, reached)
@@ -655,9 +628,7 @@ func TestWatcherRevertsChangeWhoseGuardDied(t *testing.T) {
 	}
 	var restored int
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		k.mu.Lock()
-		restored = len(k.restored)
-		k.mu.Unlock()
+		restored = len(k.Converged())
 		if restored > 0 {
 			break
 		}
@@ -693,14 +664,12 @@ func TestStartWithNothingPendingLeavesKernelAlone(t *testing.T) {
 	cfg := l.config("clean", 1)
 	cfg.Underlay.Disabled = false
 	cfg.Gossip.AdvertiseAddress = cfg.Gossip.BindAddress
-	k := &restoreKernel{}
+	k := netguard.NewModel(nil)
 	reached, release := make(chan struct{}), make(chan struct{})
 	s := l.startConfig(cfg, WithDiscover(blockingDiscover(func(underlay.Options) {}, reached, release)), WithNetGuard(netguard.WithKernel(k)))
 	waitReached(t, reached)
 	defer close(release)
-	k.mu.Lock()
-	n := len(k.restored)
-	k.mu.Unlock()
+	n := len(k.Converged())
 	if n != 0 {
 		t.Errorf("kernel restored %d times with nothing pending, want 0", n)
 	}

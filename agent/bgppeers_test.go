@@ -32,19 +32,6 @@ import (
 	"github.com/tfsite/tfsite/recovery/netguard"
 )
 
-// fixedKernel is a host whose network never changes: the guard snapshots
-// it, and a revert (which this test must not see) is recorded.
-type fixedKernel struct{ restores int }
-
-func (k *fixedKernel) Snapshot() (*netguard.State, error) {
-	return &netguard.State{Links: []netguard.Link{{Name: "eth0", Up: true, MTU: 1500}}}, nil
-}
-func (k *fixedKernel) Apply(netguard.Operation) error { return nil }
-func (k *fixedKernel) Restore(*netguard.State, []string) error {
-	k.restores++
-	return nil
-}
-
 // answeringProber: the gateway and every target answer (a healthy host).
 type answeringProber struct{}
 
@@ -89,7 +76,7 @@ func TestBringUpFollowsMembership(t *testing.T) {
 	cfg.BringUp.GuardWindow = config.Duration(3 * time.Second)
 	cfg.BringUp.VrouterStart = 0 // no vrouter in this test
 	cfg.BringUp.Interval = config.Duration(time.Second)
-	k := &fixedKernel{}
+	k := netguard.NewModel(&netguard.State{Links: []netguard.Link{{Name: "eth0", Up: true, MTU: 1500}}})
 	l.startConfig(cfg, WithDiscover(discover))
 	l.start("site-b", 2)
 	l.start("site-c", 3)
@@ -132,8 +119,8 @@ func TestBringUpFollowsMembership(t *testing.T) {
 	if v := st.BringUp.Vrouter; v == nil || !v.Confirmed {
 		t.Fatalf("vrouter start not confirmed: %+v", v)
 	}
-	if k.restores != 0 {
-		t.Fatalf("healthy vrouter start reverted %d times", k.restores)
+	if n := len(k.Converged()); n != 0 {
+		t.Fatalf("healthy vrouter start reverted %d times", n)
 	}
 
 	// The TF deployment carries site-a's allocation and discovered gateway.

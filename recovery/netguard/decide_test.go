@@ -18,7 +18,7 @@ func TestOperatorConfirmKeepsUnhealthyChange(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if gw, _, _ := k.s.DefaultGateway(); gw.String() != "10.0.0.20" {
+	if gw, _, _ := k.State().DefaultGateway(); gw.String() != "10.0.0.20" {
 		t.Fatalf("confirmed change not kept: gateway %s", gw)
 	}
 }
@@ -42,7 +42,9 @@ func TestRecoverRevertsLeftoverAndTryRefusesUntilThen(t *testing.T) {
 	if err := g.Store().WritePending(p); err != nil {
 		t.Fatal(err)
 	}
-	k.s.Routes[0].Gateway = k.s.Routes[0].Gateway.Next() // the dead process's change
+	changedHost := k.State() // the dead process's change
+	changedHost.Routes[0].Gateway = changedHost.Routes[0].Gateway.Next()
+	k.Set(changedHost)
 	if _, err := g.Try(t.Context(), mustPlan(t, "operations: [{op: set-mtu, link: eth0, mtu: 9000}]")); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "tfsite net recover") {
 		t.Fatalf("try over a leftover: %v", err)
 	}
@@ -50,7 +52,7 @@ func TestRecoverRevertsLeftoverAndTryRefusesUntilThen(t *testing.T) {
 	if err != nil || got.ID != p.ID {
 		t.Fatalf("recover: %v %v", got, err)
 	}
-	if d := p.Snapshot.Diff(k.s); len(d) != 0 {
+	if d := p.Snapshot.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("not restored: %v", d)
 	}
 	ev, _ := g.Store().Events()

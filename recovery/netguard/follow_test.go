@@ -44,11 +44,11 @@ func TestFollowReportsWhatTheGuardDid(t *testing.T) {
 	if err := <-guard; err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := k.s.Link("eth0"); l.MTU != 9000 {
+	if l, _ := k.State().Link("eth0"); l.MTU != 9000 {
 		t.Fatalf("mtu %d, want the confirmed change kept", l.MTU)
 	}
 
-	before := k.s.Clone()
+	before := k.State()
 	id = handOff(t, g, takeoverPlan)
 	guard = runGuard(context.Background(), g, id)
 	_, err = g.Follow(t.Context(), id, "test")
@@ -56,7 +56,7 @@ func TestFollowReportsWhatTheGuardDid(t *testing.T) {
 		t.Fatalf("follow of a lockout: %v, want reverted with the reason", err)
 	}
 	<-guard
-	if d := before.Diff(k.s); len(d) != 0 {
+	if d := before.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("not restored: %v", d)
 	}
 }
@@ -70,7 +70,7 @@ func TestFollowReportsTheGuardsRefusal(t *testing.T) {
 		t.Fatalf("follow: %v, want the guard's refusal keeping ErrInvalidPlan", err)
 	}
 	<-guard
-	if len(hostState().Diff(k.s)) != 0 {
+	if len(hostState().Diff(k.State())) != 0 {
 		t.Fatal("state changed")
 	}
 	if _, ok := g.Store().takeRefusal(id); ok {
@@ -91,7 +91,7 @@ func TestFollowInterruptWithdrawsOrRollsBack(t *testing.T) {
 		t.Fatalf("a guard could still claim the withdrawn request: %v", err)
 	}
 	// In the window: the guard is asked to roll back.
-	before := k.s.Clone()
+	before := k.State()
 	id = handOff(t, g, takeoverPlan)
 	guard := runGuard(context.Background(), g, id)
 	waitPending(t, g.Store())
@@ -101,7 +101,7 @@ func TestFollowInterruptWithdrawsOrRollsBack(t *testing.T) {
 		t.Fatalf("interrupted in the window: %v", err)
 	}
 	<-guard
-	if d := before.Diff(k.s); len(d) != 0 {
+	if d := before.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("not restored: %v", d)
 	}
 }
@@ -132,12 +132,14 @@ func TestFollowRevertsWhenTheGuardDied(t *testing.T) {
 	if err := g.Store().WritePending(p); err != nil {
 		t.Fatal(err)
 	}
-	k.s.Routes[0].Gateway = k.s.Routes[0].Gateway.Next()
+	changedHost := k.State()
+	changedHost.Routes[0].Gateway = changedHost.Routes[0].Gateway.Next()
+	k.Set(changedHost)
 	_, err := g.Follow(t.Context(), id, "tfsite net try (pid 7)")
 	if !errors.Is(err, ErrReverted) || !strings.Contains(err.Error(), "reverted by tfsite net try (pid 7): the guarding process (pid 42) ended") {
 		t.Fatalf("follow after the guard died: %v", err)
 	}
-	if d := p.Snapshot.Diff(k.s); len(d) != 0 {
+	if d := p.Snapshot.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("not restored: %v", d)
 	}
 }

@@ -140,7 +140,7 @@ func (g *Guard) try(ctx context.Context, id string, plan *Plan) (Outcome, error)
 		return nil
 	}, func() error {
 		for i, op := range plan.Operations {
-			if err := g.kernel.Apply(op); err != nil {
+			if err := Apply(g.kernel, op); err != nil {
 				return fmt.Errorf("operation %d (%s): %w", i+1, op.Op, err)
 			}
 		}
@@ -385,7 +385,7 @@ func (g *Guard) revert(ctx context.Context, p *Pending, ev NodeEvictor, out Outc
 // restore puts the snapshot back and records it; the pending record stays
 // when restoring failed so that recover can try again.
 func (g *Guard) restore(p *Pending, reason string) error {
-	if err := g.kernel.Restore(&p.Snapshot, p.RemoveLinks); err != nil {
+	if err := g.kernel.Converge(&p.Snapshot, p.RemoveLinks); err != nil {
 		msg := oneline.Of(err.Error())
 		_ = g.store.Record(Event{ID: p.ID, Event: EventRevertFailed, Reason: reason + "; restore failed: " + msg, Description: p.Description})
 		return fmt.Errorf("reverting change %s (%s) failed, its record stays for `tfsite net recover`: %s", p.ID, reason, msg)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,12 +78,13 @@ operations:
   - {op: set-mtu, link: eth1, mtu: 1400}
   - {op: link-down, link: eth1}
 `)
-	if _, err := plan.Validate(before, nil); err != nil {
+	predicted, err := plan.Validate(before, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := h.Do(func() error {
+	err = h.Do(func() error {
 		for _, op := range plan.Operations {
-			if err := (Netlink{}).Apply(op); err != nil {
+			if err := Apply(Netlink{}, op); err != nil {
 				return fmt.Errorf("%s: %w", op.Op, err)
 			}
 		}
@@ -92,13 +94,18 @@ operations:
 		t.Fatal(err)
 	}
 	during := snapshotIn(t, h)
+	// What the kernel did is what Validate predicted, apart from the routes
+	// the kernel makes itself and the veth pairing the model records.
+	if d := comparable(predicted).Diff(comparable(during)); len(d) != 0 {
+		t.Errorf("kernel differs from Validate's model:\n%s", strings.Join(d, "\n"))
+	}
 	d := before.Diff(during)
 	for _, want := range []string{"link added: {Name:vhost0", "Address:10.0.0.10/24 LinkName:vhost0", "gone: {Address:172.16.0.10/24", "MTU:1400", "10.70.0.0/16"} {
 		if !strings.Contains(strings.Join(d, "\n"), want) {
 			t.Errorf("applied plan did not show %q; diff:\n%s", want, strings.Join(d, "\n"))
 		}
 	}
-	if err := h.Do(func() error { return (Netlink{}).Restore(before, plan.CreatedLinks()) }); err != nil {
+	if err := h.Do(func() error { return (Netlink{}).Converge(before, plan.CreatedLinks()) }); err != nil {
 		t.Fatal(err)
 	}
 	if d := before.Diff(snapshotIn(t, h)); len(d) != 0 {
@@ -209,7 +216,7 @@ func TestWrapVrouterBringUp(t *testing.T) {
 		out, err = g.Wrap(t.Context(), WrapSpec{Description: "vrouter bring-up", RemoveLinks: []string{"vhost0"},
 			Probes: takeover.Probes, Evictor: ev}, func(context.Context) error {
 			for _, op := range takeover.Operations { // what TF's vrouter agent does to the host
-				if err := (Netlink{}).Apply(op); err != nil {
+				if err := Apply(Netlink{}, op); err != nil {
 					return err
 				}
 			}
@@ -232,4 +239,15 @@ func TestWrapVrouterBringUp(t *testing.T) {
 	if err := l.operatorReaches(time.Second); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// comparable drops what only the kernel or only the model knows: routes the
+// kernel adds for addresses, and which veth is whose peer.
+func comparable(s *State) *State {
+	c := s.Clone()
+	c.Routes = slices.DeleteFunc(c.Routes, Route.Kernel)
+	for i := range c.Links {
+		c.Links[i].Peer = ""
+	}
+	return c
 }

@@ -15,8 +15,7 @@ var errUnsupported = errors.New("netguard needs Linux")
 type unsupported struct{}
 
 func (unsupported) Snapshot() (*State, error)                 { return nil, errUnsupported }
-func (unsupported) Apply(Operation) error                     { return errUnsupported }
-func (unsupported) Restore(*State, []string) error            { return errUnsupported }
+func (unsupported) Converge(*State, []string) error           { return errUnsupported }
 func (unsupported) ARP(context.Context, probe.Target) error   { return errUnsupported }
 func (unsupported) Reach(context.Context, probe.Target) error { return errUnsupported }
 func defaultKernel() (Kernel, Prober)                         { return unsupported{}, unsupported{} }

@@ -3,52 +3,19 @@ package netguard
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tfsite/tfsite/internal/probe"
 )
 
-// memKernel is the side-effect-free kernel for the window logic tests: it
-// applies operations to an in-memory State the same way Validate does.
-type memKernel struct {
-	mu       sync.Mutex
-	s        *State
-	failOp   string
-	restores int
-}
-
-func (k *memKernel) Snapshot() (*State, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.s.Clone(), nil
-}
-
-func (k *memKernel) Apply(op Operation) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if op.Op == k.failOp {
-		return fmt.Errorf("injected failure of %s", op.Op)
-	}
-	return simulate(k.s, op, map[string]bool{op.Link: true})
-}
-
-func (k *memKernel) Restore(s *State, _ []string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.s = s.Clone()
-	k.restores++
-	return nil
-}
-
 // routeProber answers when the default gateway is the real one (10.0.0.1).
-type routeProber struct{ k *memKernel }
+type routeProber struct{ k *Model }
 
 func (p routeProber) ARP(context.Context, probe.Target) error { return nil }
 func (p routeProber) Reach(context.Context, probe.Target) error {
@@ -59,9 +26,9 @@ func (p routeProber) Reach(context.Context, probe.Target) error {
 	return nil
 }
 
-func newTestGuard(t *testing.T) (*Guard, *memKernel) {
+func newTestGuard(t *testing.T) (*Guard, *Model) {
 	t.Helper()
-	k := &memKernel{s: hostState()}
+	k := NewModel(hostState())
 	cfg := Default()
 	cfg.StateDir, cfg.Timeout, cfg.Settle, cfg.Interval, cfg.Protected = t.TempDir(), time.Second, 150*time.Millisecond, 20*time.Millisecond, mgmt
 	g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), WithKernel(k), WithProber(routeProber{k}))
@@ -87,8 +54,8 @@ func TestHealthyChangeConfirmsItself(t *testing.T) {
 	if err != nil || !out.Confirmed {
 		t.Fatalf("outcome %+v, %v; want confirmed", out, err)
 	}
-	if l, _ := k.s.Link("eth0"); l.MTU != 9000 || k.restores != 0 {
-		t.Fatalf("mtu %d restores %d; want the change kept", l.MTU, k.restores)
+	if l, _ := k.State().Link("eth0"); l.MTU != 9000 || len(k.Converged()) != 1 {
+		t.Fatalf("mtu %d after %d converges; want the change applied once and kept", l.MTU, len(k.Converged()))
 	}
 	if _, err := g.Store().Pending(); !errors.Is(err, ErrNothingPending) {
 		t.Fatalf("pending after confirm: %v", err)
@@ -101,7 +68,7 @@ func TestHealthyChangeConfirmsItself(t *testing.T) {
 
 func TestLockoutRevertsWithReason(t *testing.T) {
 	g, k := newTestGuard(t)
-	before := k.s.Clone()
+	before := k.State()
 	start := time.Now()
 	out, err := g.Try(t.Context(), mustPlan(t, takeoverPlan))
 	if !errors.Is(err, ErrReverted) || out.Confirmed {
@@ -110,7 +77,7 @@ func TestLockoutRevertsWithReason(t *testing.T) {
 	if took := time.Since(start); took < time.Second {
 		t.Fatalf("reverted after %s, before the 1s deadline", took)
 	}
-	if d := before.Diff(k.s); len(d) != 0 {
+	if d := before.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("state not restored: %v", d)
 	}
 	ev, _ := g.Store().Events()
@@ -122,13 +89,18 @@ func TestLockoutRevertsWithReason(t *testing.T) {
 
 func TestApplyFailureRevertsAtOnce(t *testing.T) {
 	g, k := newTestGuard(t)
-	k.failOp = OpReplaceDefaultGW
-	before := k.s.Clone()
+	before := k.State()
+	k.Refuse(func(want *State) error {
+		if gw, _, _ := want.DefaultGateway(); gw != netip.MustParseAddr("10.0.0.1") {
+			return errors.New("injected failure of replace-default-route")
+		}
+		return nil
+	})
 	_, err := g.Try(t.Context(), mustPlan(t, takeoverPlan))
 	if !errors.Is(err, ErrReverted) || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("err %v", err)
 	}
-	if d := before.Diff(k.s); len(d) != 0 {
+	if d := before.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("half-applied plan left: %v", d)
 	}
 }
@@ -139,7 +111,7 @@ func TestInvalidPlanChangesNothing(t *testing.T) {
 	if !errors.Is(err, ErrInvalidPlan) || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("err %v", err)
 	}
-	if len(hostState().Diff(k.s)) != 0 {
+	if len(hostState().Diff(k.State())) != 0 {
 		t.Fatal("state changed")
 	}
 	if _, err := g.Store().Pending(); !errors.Is(err, ErrNothingPending) {
@@ -178,7 +150,7 @@ func TestCorruptJournalRefusesTry(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("err %v", err)
 	}
-	if len(hostState().Diff(k.s)) != 0 {
+	if len(hostState().Diff(k.State())) != 0 {
 		t.Fatal("changed")
 	}
 }

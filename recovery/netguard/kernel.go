@@ -10,10 +10,11 @@ import (
 type Kernel interface {
 	// Snapshot reads links, addresses, routes (all tables but local) and rules.
 	Snapshot() (*State, error)
-	// Apply performs one plan operation.
-	Apply(op Operation) error
-	// Restore converges the host to s, deleting removeLinks first.
-	Restore(s *State, removeLinks []string) error
+	// Converge changes the host to s: it deletes removeLinks (unless s has
+	// them), creates the bridges and veth pairs s has and the host lacks, then
+	// sets masters, MTUs, up/down, addresses, routes and rules as s has them.
+	// Plans are applied this way (Apply), and reverts restore a snapshot.
+	Converge(s *State, removeLinks []string) error
 }
 
 // Prober answers whether something is reachable right now.

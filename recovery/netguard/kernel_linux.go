@@ -197,9 +197,9 @@ func toRoute(r Route) (*netlink.Route, error) {
 	return nr, nil
 }
 
-// Restore implements Kernel. It reports every step that failed, after
+// Converge implements Kernel. It reports every step that failed, after
 // trying them all.
-func (k Netlink) Restore(s *State, removeLinks []string) error {
+func (k Netlink) Converge(s *State, removeLinks []string) error {
 	var errs []error
 	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for _, name := range removeLinks {
@@ -215,7 +215,10 @@ func (k Netlink) Restore(s *State, removeLinks []string) error {
 	for _, want := range s.Links {
 		l, err := netlink.LinkByName(want.Name)
 		if err != nil {
-			fail("link %s is gone and cannot be recreated: %w", want.Name, err)
+			l, err = createLink(want)
+		}
+		if err != nil {
+			fail("%w", err)
 			continue
 		}
 		a := l.Attrs()
@@ -314,6 +317,24 @@ func (k Netlink) Restore(s *State, removeLinks []string) error {
 	return errors.Join(errs...)
 }
 
+// createLink creates a missing bridge or veth pair (a veth's peer comes with
+// it); other links cannot be made from a State.
+func createLink(want Link) (netlink.Link, error) {
+	var l netlink.Link
+	switch {
+	case want.Kind == "bridge":
+		l = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: want.Name}}
+	case want.Kind == "veth" && want.Peer != "":
+		l = &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: want.Name}, PeerName: want.Peer}
+	default:
+		return nil, fmt.Errorf("link %s is gone and cannot be recreated", want.Name)
+	}
+	if err := netlink.LinkAdd(l); err != nil {
+		return nil, fmt.Errorf("adding link %s (%s): %w", want.Name, want.Kind, err)
+	}
+	return netlink.LinkByName(want.Name)
+}
+
 // addMissingRoutes adds s's routes the kernel lacks; it makes a few passes
 // since a gateway may be reachable only through another route being added.
 func addMissingRoutes(s *State, k Netlink) []error {
@@ -383,195 +404,4 @@ func addrDel(a Address) error {
 		return nil
 	}
 	return err
-}
-
-// Apply implements Kernel.
-func (k Netlink) Apply(op Operation) error {
-	switch op.Op {
-	case OpSetAddresses:
-		return k.keepRoutes(op.Link, func(cur *State) error {
-			want := map[netip.Prefix]bool{}
-			for _, a := range op.Addresses {
-				p, _ := parseHostPrefix(a)
-				want[p] = true
-			}
-			for _, a := range cur.AddressesOn(op.Link) {
-				if want[a.Address] {
-					delete(want, a.Address)
-				} else if err := addrDel(a); err != nil {
-					return fmt.Errorf("removing %s from %s: %w", a.Address, op.Link, err)
-				}
-			}
-			for _, a := range op.Addresses {
-				if p, _ := parseHostPrefix(a); want[p] {
-					if err := addrAdd(op.Link, p, 0); err != nil {
-						return fmt.Errorf("adding %s to %s: %w", p, op.Link, err)
-					}
-				}
-			}
-			return nil
-		})
-	case OpAddAddress:
-		p, _ := parseHostPrefix(op.Address)
-		return addrAdd(op.Link, p, 0)
-	case OpDelAddress:
-		p, _ := parseHostPrefix(op.Address)
-		return k.keepRoutes(op.Link, func(*State) error { return addrDel(Address{LinkName: op.Link, Address: p}) })
-	case OpMoveAddresses:
-		return k.moveAddresses(op.Link, op.Target)
-	case OpReplaceDefaultGW:
-		gw := netip.MustParseAddr(op.Gateway)
-		t := tableOf(op.Table)
-		cur, err := k.Snapshot()
-		if err != nil {
-			return err
-		}
-		for _, r := range cur.Routes {
-			if r.Table == t && r.Family == family(gw) && r.IsDefault() {
-				nr, err := toRoute(r)
-				if err == nil {
-					err = netlink.RouteDel(nr)
-				}
-				if err != nil {
-					return fmt.Errorf("deleting default route %s: %w", r, err)
-				}
-			}
-		}
-		nr, err := toRoute(Route{Family: family(gw), Gateway: gw, OutLinkName: op.Link, Table: t, Priority: op.Metric,
-			Type: nethelpers.TypeUnicast, Protocol: nethelpers.ProtocolStatic})
-		if err != nil {
-			return err
-		}
-		return netlink.RouteAdd(nr)
-	case OpAddRoute, OpDelRoute:
-		dst, _ := parseDestination(op.Destination)
-		r := Route{Destination: dst, OutLinkName: op.Link, Table: tableOf(op.Table), Priority: op.Metric,
-			Type: nethelpers.TypeUnicast, Protocol: nethelpers.ProtocolStatic, Family: nethelpers.FamilyInet4}
-		if op.Gateway != "" {
-			r.Gateway = netip.MustParseAddr(op.Gateway)
-			r.Family = family(r.Gateway)
-		}
-		if dst.IsValid() {
-			r.Family = family(dst.Addr())
-		}
-		switch {
-		case op.Op == OpDelRoute:
-			r.Scope = nethelpers.ScopeNowhere // matches any scope, as ip route del does
-		case r.Gateway.IsValid():
-			r.Scope = nethelpers.ScopeGlobal
-		default:
-			r.Scope = nethelpers.ScopeLink
-		}
-		nr, err := toRoute(r)
-		if err != nil {
-			return err
-		}
-		if op.Op == OpDelRoute {
-			nr.Protocol, nr.Type = 0, 0
-			return netlink.RouteDel(nr)
-		}
-		return netlink.RouteAdd(nr)
-	case OpSetMTU:
-		l, err := linkByName(op.Link)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetMTU(l, int(op.MTU))
-	case OpLinkUp, OpLinkDown:
-		l, err := linkByName(op.Link)
-		if err != nil {
-			return err
-		}
-		if op.Op == OpLinkUp {
-			return netlink.LinkSetUp(l)
-		}
-		return netlink.LinkSetDown(l)
-	case OpAddLink:
-		if op.Kind == "veth" {
-			return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: op.Link}, PeerName: op.Peer})
-		}
-		return netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: op.Link}})
-	case OpDelLink:
-		l, err := linkByName(op.Link)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkDel(l)
-	case OpSetMaster:
-		l, err := linkByName(op.Link)
-		if err != nil {
-			return err
-		}
-		if *op.Master == "" {
-			return netlink.LinkSetNoMaster(l)
-		}
-		m, err := linkByName(*op.Master)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetMaster(l, m)
-	}
-	return fmt.Errorf("unknown op %q", op.Op)
-}
-
-// keepRoutes runs f, then puts back the routes through link that the
-// kernel flushed meanwhile (it drops every route through a device whose
-// last IPv4 address goes, and secondaries with their primary).
-func (k Netlink) keepRoutes(link string, f func(cur *State) error) error {
-	cur, err := k.Snapshot()
-	if err != nil {
-		return err
-	}
-	if err := f(cur); err != nil {
-		return err
-	}
-	for _, r := range cur.Routes {
-		if r.OutLinkName != link || r.Kernel() {
-			continue
-		}
-		nr, err := toRoute(r)
-		if err == nil {
-			err = netlink.RouteAdd(nr)
-		}
-		if err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("keeping route %s: %w", r, err)
-		}
-	}
-	return nil
-}
-
-// moveAddresses moves from's addresses and the routes through it to target,
-// as TF's vhost0 takes over its physical interface.
-func (k Netlink) moveAddresses(from, target string) error {
-	cur, err := k.Snapshot()
-	if err != nil {
-		return err
-	}
-	var routes []Route
-	for _, r := range cur.Routes {
-		if r.OutLinkName == from && !r.Kernel() {
-			routes = append(routes, r)
-		}
-	}
-	for _, a := range cur.AddressesOn(from) {
-		if err := addrDel(a); err != nil {
-			return fmt.Errorf("removing %s from %s: %w", a.Address, from, err)
-		}
-	}
-	for _, a := range cur.AddressesOn(from) {
-		if err := addrAdd(target, a.Address, a.Scope); err != nil {
-			return fmt.Errorf("adding %s to %s: %w", a.Address, target, err)
-		}
-	}
-	for _, r := range routes {
-		r.OutLinkName = target
-		nr, err := toRoute(r)
-		if err == nil {
-			err = netlink.RouteReplace(nr)
-		}
-		if err != nil {
-			return fmt.Errorf("moving route %s to %s: %w", r, target, err)
-		}
-	}
-	return nil
 }

@@ -194,7 +194,7 @@ func (g *Guard) salvage(cause error) (*Pending, error) {
 	if !removeKnown {
 		reason += "; the links it created could not be read: look for leftovers (e.g. vhost0) with `tfsite net show`"
 	}
-	if err := g.kernel.Restore(&p.Snapshot, p.RemoveLinks); err != nil {
+	if err := g.kernel.Converge(&p.Snapshot, p.RemoveLinks); err != nil {
 		msg := oneline.Of(err.Error())
 		_ = g.store.Record(Event{ID: p.ID, Event: EventRevertFailed, Reason: reason + "; restore failed: " + msg})
 		return p, fmt.Errorf("restoring the snapshot salvaged from the damaged record %s failed, the file stays: %s", path, msg)

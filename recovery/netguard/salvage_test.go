@@ -65,22 +65,24 @@ func TestRecoverNamesTheWayOutAndSalvageReverts(t *testing.T) {
 	g, k := newTestGuard(t)
 	good, _ := json.MarshalIndent(samplePending(t), "", "  ")
 	writeRaw(t, g.Store(), good[:strings.Index(string(good), `"plan": `)+20])
-	k.s.Routes[0].Gateway = k.s.Routes[0].Gateway.Next() // the change
-	changed := k.s.Clone()
+	changedHost := k.State() // the change
+	changedHost.Routes[0].Gateway = changedHost.Routes[0].Gateway.Next()
+	k.Set(changedHost)
+	changed := k.State()
 
 	_, err := g.Recover()
 	path := g.Store().path(pendingFile)
 	if !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "tfsite net recover --salvage") {
 		t.Fatalf("recover of a damaged record: %v; want one line naming %s and the fix", err, path)
 	}
-	if len(changed.Diff(k.s)) != 0 || k.restores != 0 {
+	if len(changed.Diff(k.State())) != 0 || len(k.Converged()) != 0 {
 		t.Fatal("recover without --salvage changed the network")
 	}
 	p, err := g.Salvage()
 	if err != nil || p.ID != "x-1" {
 		t.Fatalf("salvage: %v %v", p, err)
 	}
-	if d := hostState().Diff(k.s); len(d) != 0 {
+	if d := hostState().Diff(k.State()); len(d) != 0 {
 		t.Fatalf("not restored: %v", d)
 	}
 	if _, err := g.Store().Pending(); !errors.Is(err, ErrNothingPending) {
@@ -106,7 +108,7 @@ func TestSalvageWithoutSnapshotRevertsNothing(t *testing.T) {
 			t.Fatalf("salvage with no snapshot: %v; want one line with %q", err, want)
 		}
 	}
-	if k.restores != 0 {
+	if len(k.Converged()) != 0 {
 		t.Fatal("the kernel was touched")
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -151,7 +153,7 @@ func TestSetAsideOnlyWhatCannotBeRestored(t *testing.T) {
 	if last := ev[len(ev)-1]; last.Event != EventSetAside || !strings.Contains(last.Reason, "set aside by the console on ttyS0") {
 		t.Fatalf("journal %+v", last)
 	}
-	if k.restores != 0 {
+	if len(k.Converged()) != 0 {
 		t.Fatal("the kernel was touched")
 	}
 }

@@ -34,6 +34,9 @@ type Link struct {
 	Up     bool   `json:"up"`
 	MTU    uint32 `json:"mtu"`
 	Master string `json:"master,omitempty"`
+	// Peer is the other end of a veth pair a plan adds (Converge creates
+	// the pair from it); snapshots leave it empty.
+	Peer string `json:"peer,omitempty"`
 }
 
 // Address mirrors Talos's AddressSpecSpec.

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func newTestWatcher(t *testing.T, g *Guard, k *memKernel, report func(error)) *Watcher {
+func newTestWatcher(t *testing.T, g *Guard, k *Model, report func(error)) *Watcher {
 	t.Helper()
 	w, err := NewWatcher(WatchConfig{Guard: g.cfg, Actor: "tfsite-agent", Interval: 10 * time.Millisecond, Report: report}, nil, WithKernel(k))
 	if err != nil {
@@ -30,7 +30,9 @@ func TestWatcherRevertsOnlyAnOrphanPastItsDeadline(t *testing.T) {
 	if err := g.Store().WritePending(p); err != nil {
 		t.Fatal(err)
 	}
-	k.s.Routes[0].Gateway = k.s.Routes[0].Gateway.Next() // the change
+	changedHost := k.State() // the change
+	changedHost.Routes[0].Gateway = changedHost.Routes[0].Gateway.Next()
+	k.Set(changedHost)
 	if w.Check() != nil {
 		t.Fatal("reverted before the deadline: an operator may still confirm")
 	}
@@ -49,7 +51,7 @@ func TestWatcherRevertsOnlyAnOrphanPastItsDeadline(t *testing.T) {
 	if got := w.Check(); got == nil || got.ID != p.ID {
 		t.Fatalf("orphan past its deadline not reverted: %v", got)
 	}
-	if d := p.Snapshot.Diff(k.s); len(d) != 0 {
+	if d := p.Snapshot.Diff(k.State()); len(d) != 0 {
 		t.Fatalf("not restored: %v", d)
 	}
 	ev, _ := g.Store().Events()
@@ -79,7 +81,7 @@ func TestWatcherReportsADamagedRecordOnce(t *testing.T) {
 	if len(reports) != 1 || !errors.Is(reports[0], ErrCorrupt) || !strings.Contains(reports[0].Error(), g.Store().path(pendingFile)) || !strings.Contains(reports[0].Error(), "Reset underlay to DHCP") {
 		t.Fatalf("reports %v, want one naming the file and the way out", reports)
 	}
-	if k.restores != 0 {
+	if len(k.Converged()) != 0 {
 		t.Fatal("the kernel was touched")
 	}
 }
