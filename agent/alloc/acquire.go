@@ -4,22 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/tfsite/tfsite/agent/site"
-	"github.com/tfsite/tfsite/agent/sitename"
-	"github.com/tfsite/tfsite/internal/notify"
 )
 
 func (a *Allocator) waitTimer(ctx context.Context, d time.Duration) {

@@ -8,9 +8,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +15,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/tfsite/tfsite/agent/site"
-	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/internal/notify"
 )
 
@@ -27,7 +23,10 @@ import (
 // enough that hundreds of allocated sites cost the leader little.
 const verifyInterval = 5 * time.Minute
 
-type allocator struct {
+// Allocator obtains and keeps this site's allocation. On voter sites it also
+// runs a raft member of the allocation state machine and serves allocation
+// RPC for other sites.
+type Allocator struct {
 	cfg     Config
 	members MemberSource
 	log     *slog.Logger
@@ -75,7 +74,10 @@ type pending struct {
 	tries int
 }
 
-func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocator, error) {
+// New opens the state dir (node identity, local record and, on voters, the
+// raft stores) and, on voters, starts listening on cfg.BindAddr. It does not
+// contact peers until Run.
+func New(cfg Config, members MemberSource, log *slog.Logger) (*Allocator, error) {
 	def := Default()
 	for _, d := range []struct{ v, def *time.Duration }{
 		{&cfg.RetryInterval, &def.RetryInterval}, {&cfg.RequestTimeout, &def.RequestTimeout},
@@ -98,7 +100,7 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
-	a := &allocator{
+	a := &Allocator{
 		cfg: cfg, members: members, log: log, kr: newKeyring(cfg.Keys), dial: dialFrom(cfg.SourceAddr),
 		voter: cfg.IsVoter(), hash: cfg.VoterSetHash(), phase: PhaseStarting, recheck: make(chan struct{}, 1),
 		allocated: make(chan struct{}), done: make(chan struct{}),
@@ -134,7 +136,7 @@ func newAllocator(cfg Config, members MemberSource, log *slog.Logger) (*Allocato
 			return nil, err
 		}
 	}
-	return &Allocator{impl: a}, nil
+	return a, nil
 }
 
 // peerLookup is implemented by a MemberSource that can find one peer
@@ -148,9 +150,14 @@ type peerLookup interface {
 // fleet with a single voter.
 const loneVoterTimeout = 100 * time.Millisecond
 
-func (a *allocator) endpoint() netip.AddrPort { return a.adv }
+// Endpoint is the allocator endpoint to advertise in gossip metadata (the
+// actual bound port when BindAddr had port 0); invalid on non-voters.
+func (a *Allocator) Endpoint() netip.AddrPort { return a.adv }
 
-func (a *allocator) run(ctx context.Context) error {
+// Run obtains the site's allocation (re-asserting a recorded one) and keeps
+// serving until ctx is done; it returns nil then. A conflict or exhaustion
+// does not end Run: it is reported in Status and retried.
+func (a *Allocator) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.running {
 		a.mu.Unlock()
@@ -246,308 +253,9 @@ func (a *allocator) run(ctx context.Context) error {
 	}
 }
 
-func (a *allocator) waitTimer(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
-// acquire asks for (or re-asserts) the allocation once.
-func (a *allocator) acquire(ctx context.Context) error {
-	a.mu.Lock()
-	var claim *site.Allocation
-	if a.rec != nil {
-		c := *a.rec
-		claim = &c
-	}
-	wasConfirmed := a.confirmed
-	if !wasConfirmed && a.phase == PhaseStarting {
-		a.phase = PhaseRequesting
-	}
-	a.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
-	defer cancel()
-	resp, err := a.send(rctx, request{Op: rpcAllocate, Site: a.cfg.Site, Owner: a.owner, Claim: claim, VoterHash: a.hash})
-	if err == nil && resp.Alloc == nil {
-		err = errors.New("allocator: voter answered without an allocation")
-	}
-	if err == nil && claim != nil && *resp.Alloc != *claim {
-		err = fmt.Errorf("%w: committed state holds %v for this site but its record says %v", ErrConflict, *resp.Alloc, *claim)
-	}
-	if err == nil && resp.Alloc.Site != a.cfg.Site {
-		err = fmt.Errorf("allocator: voter answered for site %q", resp.Alloc.Site)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		a.setError(err, wasConfirmed)
-		return err
-	}
-	a.mu.Lock()
-	recommitted := claim != nil && a.recIndex != 0 && resp.Index != a.recIndex
-	a.mu.Unlock()
-	if claim == nil {
-		if werr := writeRecord(a.cfg.StateDir, localRecord{Owner: a.owner, Alloc: *resp.Alloc}); werr != nil {
-			// Committed but not recorded: the FSM keeps it for our owner id,
-			// so the next attempt gets the same values back.
-			a.setError(fmt.Errorf("recording allocation: %w", werr), false)
-			return werr
-		}
-		a.log.Info("allocation committed", "site", a.cfg.Site, "asn", resp.Alloc.ASN, "pod", resp.Alloc.Pod, "service", resp.Alloc.Service, "fabric", resp.Alloc.Fabric)
-	} else if recommitted {
-		a.log.Warn("this site's allocation had been released while it was running; its values were still free and are committed again", "allocation", resp.Alloc.String())
-	} else if !wasConfirmed {
-		a.log.Info("recorded allocation confirmed", "allocation", resp.Alloc.String())
-	}
-	a.mu.Lock()
-	if a.rec == nil {
-		al := *resp.Alloc
-		a.rec = &al
-		close(a.allocated)
-	}
-	a.confirmed, a.recIndex = true, resp.Index
-	a.phase, a.lastErr = PhaseAllocated, ""
-	a.mu.Unlock()
-	a.notify()
-	return nil
-}
-
-func (a *allocator) setError(err error, allocated bool) {
-	phase := PhaseNoQuorum
-	switch {
-	case errors.Is(err, ErrConflict):
-		phase = PhaseConflict
-	case errors.Is(err, ErrExhausted):
-		phase = PhaseExhausted
-	case errors.Is(err, ErrVoterMismatch):
-		phase = PhaseVoterMismatch
-	case errors.Is(err, ErrNoVoter):
-		phase = PhaseWaitingVoters
-	case errors.Is(err, ErrRefused) && !allocated:
-		phase = PhaseRequesting
-	case allocated:
-		// Held and recorded; only re-verification failed for now.
-		phase = PhaseAllocated
-	}
-	a.mu.Lock()
-	msg := err.Error()
-	changed := a.phase != phase || a.lastErr != msg
-	if phase == PhaseConflict && a.phase != PhaseConflict {
-		a.log.Error("allocation conflict: operator action needed", "site", a.cfg.Site, "err", err)
-	} else if changed && phase == PhaseWaitingVoters {
-		a.log.Info("waiting for a voter to appear in gossip", "site", a.cfg.Site, "voters", a.cfg.Voters)
-	} else if changed {
-		a.log.Warn("allocation not (re)confirmed", "site", a.cfg.Site, "phase", phase, "err", err)
-	}
-	a.phase, a.lastErr = phase, msg
-	a.mu.Unlock()
-	if changed {
-		a.notify()
-	}
-}
-
-// send delivers req to the leader: through the local raft member on a
-// voter, else through any voter known from gossip, following not-leader
-// redirects.
-func (a *allocator) send(ctx context.Context, req request) (response, error) {
-	type target struct {
-		site string
-		ep   netip.AddrPort
-		key  []byte
-	}
-	var targets []target
-	mismatch := 0
-	for _, p := range a.members.Peers() {
-		if !p.Alive || !p.Endpoint.IsValid() {
-			continue
-		}
-		if p.VoterHash != "" && p.VoterHash != a.hash {
-			mismatch++
-			continue
-		}
-		targets = append(targets, target{p.Site, p.Endpoint, a.voterKey(p.Site)})
-	}
-	rand.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
-	a.mu.Lock()
-	hint := a.leaderHint
-	a.mu.Unlock()
-	sort.SliceStable(targets, func(i, j int) bool { return targets[i].site == hint && targets[j].site != hint })
-	if a.voter {
-		targets = append([]target{{site: a.cfg.Site}}, targets...)
-	}
-	if len(targets) == 0 {
-		if mismatch > 0 {
-			return response{}, fmt.Errorf("%w: every voter seen (%d) is configured with another voter set than ours (%s): make the voters list identical on every site", ErrVoterMismatch, mismatch, a.hash)
-		}
-		return response{}, fmt.Errorf("%w: no voter of [%s] seen through gossip yet (check seeds and gossip key)", ErrNoVoter, strings.Join(a.cfg.Voters, " "))
-	}
-	var errs []error
-	tried := map[string]bool{}
-	for i := 0; i < len(targets) && i < 8; i++ {
-		t := targets[i]
-		if tried[t.site] {
-			continue
-		}
-		tried[t.site] = true
-		var resp response
-		var err error
-		if t.site == a.cfg.Site && a.voter {
-			resp = a.handle(ctx, req, a.localCaller())
-		} else {
-			resp, err = call(ctx, a.dial, a.kr, a.self, t.ep, t.key, req)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("voter %s: %w", t.site, err))
-			if ctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		if resp.Code == codeNotLeader && resp.Leader != "" {
-			a.mu.Lock()
-			a.leaderHint = resp.Leader
-			a.mu.Unlock()
-			if !tried[resp.Leader] {
-				// Try the leader next: at the endpoint gossip shows, else
-				// where the answering voter says it is.
-				ep, ok := a.voterEndpoint(resp.Leader)
-				key := a.voterKey(resp.Leader)
-				if !ok && resp.LeaderEndpoint.IsValid() {
-					ep, ok = resp.LeaderEndpoint, true
-				}
-				if key == nil {
-					key = resp.LeaderKey
-				}
-				if ok {
-					targets = slices.Insert(targets, i+1, target{resp.Leader, ep, key})
-				}
-			}
-			errs = append(errs, fmt.Errorf("voter %s: not the leader (leader %s)", t.site, resp.Leader))
-			continue
-		}
-		if resp.Code == codeNoQuorum || resp.Code == codeNotLeader {
-			errs = append(errs, errorOf(codeNoQuorum, fmt.Sprintf("voter %s: %s", t.site, resp.Msg)))
-			continue
-		}
-		if resp.Code == codeVoterMismatch {
-			return resp, errorOf(resp.Code, resp.Msg)
-		}
-		if resp.Code != "" {
-			return resp, errorOf(resp.Code, resp.Msg)
-		}
-		return resp, nil
-	}
-	return response{}, fmt.Errorf("%w: no voter leader answered: %w", ErrNoQuorum, errors.Join(errs...))
-}
-
-func (a *allocator) local() (site.Allocation, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.rec == nil {
-		return site.Allocation{}, false
-	}
-	return *a.rec, true
-}
-
-func (a *allocator) wait(ctx context.Context) (site.Allocation, error) {
-	select {
-	case <-a.allocated:
-		al, _ := a.local()
-		return al, nil
-	case <-ctx.Done():
-		return site.Allocation{}, ctx.Err()
-	case <-a.done:
-		return site.Allocation{}, ErrClosed
-	}
-}
-
-// readBarrier makes the leader's state machine safe to read for callers
-// that prune by it (the BGP peers must never see a held allocation as
-// released): once per term a raft barrier, so every entry of earlier terms
-// is applied (a follower's replica, or a voter that just restarted, may
-// lag); per read a quorum heartbeat round (VerifyLeader), so a deposed
-// leader cannot answer. Reads write no log entry. What this leader
-// committed but has not applied yet is its own unanswered work: an
-// assignment nobody holds yet, or a release that only keeps a peer longer.
-func (a *allocator) readBarrier() error {
-	if term := a.raft.CurrentTerm(); a.readTerm.Load() != term {
-		if err := a.raft.Barrier(a.cfg.RequestTimeout).Error(); err != nil {
-			return err
-		}
-		a.readTerm.Store(term)
-	}
-	return a.raft.VerifyLeader().Error()
-}
-
-func (a *allocator) table(ctx context.Context) ([]site.Allocation, error) {
-	resp, err := a.send(ctx, request{Op: rpcTable, VoterHash: a.hash})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Table, nil
-}
-
-func (a *allocator) release(ctx context.Context, site string) error {
-	if err := sitename.Validate(site); err != nil {
-		return err
-	}
-	if !a.voter {
-		return fmt.Errorf("%w: releases are accepted only from the operator of a voter: run `tfsite site release %s` on one of [%s]", ErrRefused, site, strings.Join(a.cfg.Voters, " "))
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
-	defer cancel()
-	// An operator often releases right after restarting a voter: wait
-	// out the election under way instead of failing at once.
-	a.awaitLeader(ctx)
-	_, err := a.send(ctx, request{Op: rpcRelease, Site: site, VoterHash: a.hash})
-	if err != nil {
-		return fmt.Errorf("releasing site %s: %w", site, err)
-	}
-	return nil
-}
-
-func (a *allocator) status() Status {
-	a.mu.Lock()
-	s := Status{Site: a.cfg.Site, Phase: a.phase, Error: a.lastErr, Voter: a.voter, VoterHash: a.hash, Insecure: len(a.kr) == 0}
-	if a.rec != nil {
-		al := *a.rec
-		s.Allocation = &al
-	}
-	select {
-	case <-a.done:
-		s.Phase = PhaseClosed
-	default:
-	}
-	a.mu.Unlock()
-	if a.voter && a.raft != nil {
-		s.RaftState = strings.ToLower(a.raft.State().String())
-		_, id := a.raft.LeaderWithID()
-		s.Leader = string(id)
-	}
-	for _, p := range a.members.Peers() {
-		if p.VoterHash != "" && p.VoterHash != a.hash && p.Alive {
-			s.Problems = append(s.Problems, fmt.Sprintf("site %s is configured with another voter set (hash %s, ours %s): make the voters list identical on every site", p.Site, p.VoterHash, a.hash))
-		}
-	}
-	if s.Phase == PhaseConflict {
-		s.Problems = append(s.Problems, s.Error)
-	}
-	s.Problems = append(s.Problems, a.raftProblems()...)
-	if s.Insecure {
-		s.Problems = append(s.Problems, "insecure: the allocator runs without a fleet key: anyone who reaches a voter can ask for allocations; set gossip.key or gossip.keyFile on every site")
-	}
-	return s
-}
-
-func (a *allocator) subscribe() <-chan struct{} { return a.changes.Subscribe() }
-
-func (a *allocator) notify() { a.changes.Notify() }
-
-func (a *allocator) close() error {
+// Close stops raft and the listener and releases the state dir. Safe to call
+// twice and concurrently with Run.
+func (a *Allocator) Close() error {
 	a.closeOnce.Do(func() {
 		a.mu.Lock()
 		close(a.done)

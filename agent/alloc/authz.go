@@ -38,12 +38,12 @@ func (c caller) String() string {
 const memberWait = 3 * time.Second
 
 // localCaller is this agent as the caller of its own requests.
-func (a *allocator) localCaller() caller {
+func (a *Allocator) localCaller() caller {
 	return caller{local: true, site: a.cfg.Site, key: a.self.key.Public}
 }
 
 // peer returns the gossip view of site.
-func (a *allocator) peer(name string) (site.Peer, bool) {
+func (a *Allocator) peer(name string) (site.Peer, bool) {
 	if l, ok := a.members.(peerLookup); ok {
 		return l.Peer(name)
 	}
@@ -60,7 +60,7 @@ func (a *allocator) peer(name string) (site.Peer, bool) {
 // the request's source address, publishing the key the channel proved.
 // The key bound in the committed table is checked when the request is
 // planned and, deciding, by the state machine.
-func (a *allocator) checkRequester(ctx context.Context, from caller, site string) error {
+func (a *Allocator) checkRequester(ctx context.Context, from caller, site string) error {
 	if from.local {
 		if site != a.cfg.Site {
 			return fmt.Errorf("%w: this voter asks only for itself", ErrRefused)
@@ -97,7 +97,7 @@ func (a *allocator) checkRequester(ctx context.Context, from caller, site string
 
 // checkBinding refuses a request for site over a channel whose key is not
 // the key the committed table binds to site (when it binds one).
-func (a *allocator) checkBinding(site string, key []byte) error {
+func (a *Allocator) checkBinding(site string, key []byte) error {
 	if r, ok := a.fsm.get(site); ok && r.Key != nil && !sameKey(r.Key, key) {
 		return fmt.Errorf("%w: site %q is bound to site key %s in the committed table, this request proved %s: its state dir was replaced or copied; if the old node is gone for good run `tfsite site release %s` on a voter", ErrConflict, site, shortKey(r.Key), shortKey(key), site)
 	}
@@ -108,7 +108,7 @@ func (a *allocator) checkBinding(site string, key []byte) error {
 // one, or another voter forwarding its operator's request over a channel
 // proving that voter's key), and only of a site that is not alive or
 // suspect in this voter's gossip.
-func (a *allocator) mayRelease(site string, from caller) error {
+func (a *Allocator) mayRelease(site string, from caller) error {
 	if !from.local {
 		if !slices.Contains(a.cfg.Voters, from.site) {
 			return fmt.Errorf("%w: releases are accepted only from the operator of a voter: run `tfsite site release %s` on one of [%s] (asked by %s)", ErrRefused, site, strings.Join(a.cfg.Voters, " "), from)
@@ -128,7 +128,7 @@ func (a *allocator) mayRelease(site string, from caller) error {
 
 // voterKey is the static key of voter site: bound in the committed table
 // (on a voter), else as the site publishes it in gossip; nil if unknown.
-func (a *allocator) voterKey(site string) []byte {
+func (a *Allocator) voterKey(site string) []byte {
 	if site == a.cfg.Site {
 		return a.self.key.Public
 	}
@@ -146,7 +146,7 @@ func (a *allocator) voterKey(site string) []byte {
 // admitRaft lets a peer speak Raft only as another configured voter, over
 // a channel proving that voter's key. It waits (up to memberWait) for a
 // voter not yet seen in gossip.
-func (a *allocator) admitRaft(ctx context.Context, p peerInfo) error {
+func (a *Allocator) admitRaft(ctx context.Context, p peerInfo) error {
 	if p.site == a.cfg.Site || !slices.Contains(a.cfg.Voters, p.site) {
 		return fmt.Errorf("%w: site %s is not another voter of [%s]", ErrRefused, p.site, strings.Join(a.cfg.Voters, " "))
 	}
@@ -171,7 +171,7 @@ func (a *allocator) admitRaft(ctx context.Context, p peerInfo) error {
 
 // voterAt names the voter whose endpoint is ap, with its key (for Raft's
 // dials, which know only the address).
-func (a *allocator) voterAt(ap netip.AddrPort) (string, []byte, bool) {
+func (a *Allocator) voterAt(ap netip.AddrPort) (string, []byte, bool) {
 	for _, v := range a.cfg.Voters {
 		if v == a.cfg.Site {
 			continue
@@ -185,6 +185,6 @@ func (a *allocator) voterAt(ap netip.AddrPort) (string, []byte, bool) {
 
 // refused logs a refused request with who asked (rate-limited, like every
 // warning of the endpoint: a key holder must not flood the journal).
-func (a *allocator) refused(op, site string, from caller, err error) {
+func (a *Allocator) refused(op, site string, from caller, err error) {
 	a.ep.warn.warn("allocator: request refused", "op", op, "site", site, "by", from.String(), "err", err)
 }

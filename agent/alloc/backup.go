@@ -249,7 +249,7 @@ func latestSnapshot(snaps raft.SnapshotStore) (*raft.SnapshotMeta, io.ReadCloser
 // snapshot, which also compacts the log as raft's own snapshots do) and
 // returns it as a backup file. A follower's replica may lag its leader by
 // a heartbeat.
-func (a *allocator) backup(ctx context.Context) ([]byte, error) {
+func (a *Allocator) backup(ctx context.Context) ([]byte, error) {
 	if !a.voter || a.raft == nil {
 		return nil, fmt.Errorf("%w: site %s holds no copy of the allocation table: take the backup on a voter (%s)", ErrNotVoter, a.cfg.Site, strings.Join(a.cfg.Voters, ", "))
 	}
@@ -281,7 +281,7 @@ func (a *allocator) backup(ctx context.Context) ([]byte, error) {
 
 // Backup returns a backup file of this voter's replica of the allocation
 // table (see DecodeBackup, Restore). ErrNotVoter on other sites.
-func (a *Allocator) Backup(ctx context.Context) ([]byte, error) { return a.impl.backup(ctx) }
+func (a *Allocator) Backup(ctx context.Context) ([]byte, error) { return a.backup(ctx) }
 
 // BackupRaftDir builds a backup from the newest raft snapshot in a stopped
 // voter's raft dir (<stateDir>/raft, or where it was moved aside): the way

@@ -24,7 +24,7 @@ type KeyHolder struct {
 func NewKeyHolder(site string, keys [][]byte, as *Allocator) *KeyHolder {
 	h := &KeyHolder{id: identity{site: site}, kr: newKeyring(keys), dial: dialFrom(netip.Addr{})}
 	if as != nil {
-		h.id.key = as.impl.self.key
+		h.id.key = as.self.key
 	} else {
 		h.id.key, _ = cipherSuite.GenerateKeypair(rand.Reader)
 	}
@@ -73,7 +73,7 @@ func RoundTrip(c net.Conn, voterHash string) (string, string, error) {
 
 // SetConnLimits replaces a voter's connection caps.
 func SetConnLimits(a *Allocator, handshakes, handshakesPerIP, conns, connsPerPeer, connsPerIP int) {
-	e := a.impl.ep
+	e := a.ep
 	e.mu.Lock()
 	e.limits = connLimits{handshakes, handshakesPerIP, conns, connsPerPeer, connsPerIP}
 	e.mu.Unlock()

@@ -17,7 +17,7 @@ import (
 
 // handle serves one request on a voter, from the network or from this agent
 // (from says which).
-func (a *allocator) handle(ctx context.Context, req request, from caller) response {
+func (a *Allocator) handle(ctx context.Context, req request, from caller) response {
 	if req.VoterHash != a.hash {
 		return response{Code: codeVoterMismatch, Msg: fmt.Sprintf("voter %s is configured with voters [%s] (hash %s) but site %s with hash %s: make the voters list identical on every site", a.cfg.Site, strings.Join(a.cfg.Voters, " "), a.hash, req.Site, req.VoterHash)}
 	}
@@ -68,7 +68,7 @@ func (a *allocator) handle(ctx context.Context, req request, from caller) respon
 // worker is the leader's single writer: it batches pending requests into
 // one raft entry each round, so the planner always sees every earlier
 // assignment and one commit serves many sites.
-func (a *allocator) worker(ctx context.Context) {
+func (a *Allocator) worker(ctx context.Context) {
 	var carry []*pending
 	var barrierTerm uint64
 	for {
@@ -101,7 +101,7 @@ func (a *allocator) worker(ctx context.Context) {
 	}
 }
 
-func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pending) {
+func (a *Allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pending) {
 	fail := func(ps []*pending, r response) {
 		for _, p := range ps {
 			p.resp <- r
@@ -222,7 +222,7 @@ func (a *allocator) process(batch []*pending, barrierTerm *uint64) (carry []*pen
 }
 
 // apply commits cmd and returns the per-item results.
-func (a *allocator) apply(cmd command) ([]result, error) {
+func (a *Allocator) apply(cmd command) ([]result, error) {
 	b, err := jsonMarshal(cmd)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ import (
 )
 
 // openRaft starts the endpoint listener and the raft member.
-func (a *allocator) openRaft() error {
+func (a *Allocator) openRaft() error {
 	ln, err := net.Listen("tcp", a.cfg.BindAddr.String())
 	if err != nil {
 		return fmt.Errorf("allocator endpoint: listening on %s: %w", a.cfg.BindAddr, err)
@@ -103,7 +103,7 @@ func (a *allocator) openRaft() error {
 
 // checkRaftVoters compares the committed raft configuration with the
 // configured voter set.
-func (a *allocator) checkRaftVoters() error {
+func (a *Allocator) checkRaftVoters() error {
 	f := a.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("reading raft configuration: %w", err)
@@ -122,7 +122,7 @@ func (a *allocator) checkRaftVoters() error {
 }
 
 // addrProvider resolves raft server IDs (site names) to endpoints through gossip.
-type addrProvider struct{ a *allocator }
+type addrProvider struct{ a *Allocator }
 
 func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	if ep, ok := p.a.voterEndpoint(string(id)); ok {
@@ -131,7 +131,7 @@ func (p addrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	return "", fmt.Errorf("voter %s not seen in gossip yet", id)
 }
 
-func (a *allocator) voterEndpoint(site string) (netip.AddrPort, bool) {
+func (a *Allocator) voterEndpoint(site string) (netip.AddrPort, bool) {
 	if site == a.cfg.Site && a.voter {
 		return a.adv, true
 	}
@@ -149,7 +149,7 @@ func (a *allocator) voterEndpoint(site string) (netip.AddrPort, bool) {
 
 // observeElections returns a channel that receives when this voter learns
 // of an elected raft leader, and the func that stops observing.
-func (a *allocator) observeElections() (<-chan raft.Observation, func()) {
+func (a *Allocator) observeElections() (<-chan raft.Observation, func()) {
 	ch := make(chan raft.Observation, 1)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		l, ok := o.Data.(raft.LeaderObservation)
@@ -161,7 +161,7 @@ func (a *allocator) observeElections() (<-chan raft.Observation, func()) {
 
 // awaitLeader returns once this voter knows a Raft leader, or when ctx is
 // done (the caller's request then reports what it meets).
-func (a *allocator) awaitLeader(ctx context.Context) {
+func (a *Allocator) awaitLeader(ctx context.Context) {
 	elected, stop := a.observeElections()
 	defer stop()
 	if _, id := a.raft.LeaderWithID(); id != "" {
@@ -173,7 +173,7 @@ func (a *allocator) awaitLeader(ctx context.Context) {
 	}
 }
 
-func (a *allocator) closeRaft() error {
+func (a *Allocator) closeRaft() error {
 	var errs []error
 	if a.raft != nil {
 		errs = append(errs, a.raft.Shutdown().Error())

@@ -59,7 +59,7 @@ const (
 
 // planRaftStart decides how this voter's raft starts from the state in its
 // state dir (see above).
-func (a *allocator) planRaftStart(snaps raft.SnapshotStore) (raftStart, error) {
+func (a *Allocator) planRaftStart(snaps raft.SnapshotStore) (raftStart, error) {
 	term, err := a.store.GetUint64(keyCurrentTerm)
 	if err != nil && !errors.Is(err, errKeyNotFound) {
 		return 0, err
@@ -94,7 +94,7 @@ var keyCurrentTerm = []byte("CurrentTerm")
 // heldEvidence lists what in the state dir shows that this voter held raft
 // state: the marker, this site's allocation record (a voter's own
 // allocation is in the table) and raft snapshots.
-func (a *allocator) heldEvidence(snaps raft.SnapshotStore) ([]string, error) {
+func (a *Allocator) heldEvidence(snaps raft.SnapshotStore) ([]string, error) {
 	var ev []string
 	marker := filepath.Join(a.cfg.StateDir, markerFile)
 	if _, err := os.Stat(marker); err == nil {
@@ -119,7 +119,7 @@ func (a *allocator) heldEvidence(snaps raft.SnapshotStore) ([]string, error) {
 }
 
 // otherVoters are the configured voters except this site.
-func (a *allocator) otherVoters() []string {
+func (a *Allocator) otherVoters() []string {
 	return slices.DeleteFunc(slices.Clone(a.cfg.Voters), func(v string) bool { return v == a.cfg.Site })
 }
 
@@ -140,7 +140,7 @@ func writeMarker(stateDir string) error {
 // storeError gives an error opening or starting the raft store the way out:
 // a damaged store is moved aside, then a voter of several catches up from
 // the others and a lone voter gets its table restored.
-func (a *allocator) storeError(err error) error {
+func (a *Allocator) storeError(err error) error {
 	if !errors.Is(err, ErrCorruptStore) {
 		return err
 	}
@@ -155,7 +155,7 @@ func (a *allocator) storeError(err error) error {
 
 // raftProblems reports a voter that lost its store and has not caught up
 // from the other voters yet.
-func (a *allocator) raftProblems() []string {
+func (a *Allocator) raftProblems() []string {
 	if a.raft == nil || !a.rejoining.Load() {
 		return nil
 	}

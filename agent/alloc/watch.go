@@ -20,7 +20,7 @@ import (
 // their next re-verification.)
 
 // watchReleases runs while the allocator runs.
-func (a *allocator) watchReleases(ctx context.Context) {
+func (a *Allocator) watchReleases(ctx context.Context) {
 	wake := a.members.Subscribe()
 	seen := map[string]uint64{}
 	var published uint64
@@ -67,7 +67,7 @@ func (a *allocator) watchReleases(ctx context.Context) {
 // reports whether one grew. Only growth counts: a restarting voter
 // publishes less (0, or what its snapshot holds) until its replica catches
 // up, and that must not send the fleet re-asserting.
-func (a *allocator) releasesChanged(seen map[string]uint64) bool {
+func (a *Allocator) releasesChanged(seen map[string]uint64) bool {
 	changed := false
 	for _, v := range a.cfg.Voters {
 		var r uint64
