@@ -56,6 +56,9 @@ type Config struct {
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 	// tune, set only by tests, adjusts memberlist timers.
 	tune func(*memberlist.Config)
+	// suspectHold, set only by tests, replaces how long a failed probe
+	// keeps a site suspect without a later ack or event (10 probe intervals).
+	suspectHold time.Duration
 	// connectTimeout, set only by tests, replaces DefaultConnectTimeout.
 	connectTimeout time.Duration
 	// metaTimeout and retryFirst, set only by tests, replace

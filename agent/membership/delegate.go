@@ -4,11 +4,13 @@ package membership
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
 
-// delegate implements memberlist's Delegate, EventDelegate and ConflictDelegate.
+// delegate implements memberlist's Delegate, EventDelegate, ConflictDelegate
+// and PingDelegate.
 type delegate struct{ m *Membership }
 
 func (d *delegate) NodeMeta(limit int) []byte {
@@ -54,6 +56,22 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 }
 
 func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.remember(n, true) }
+
+// AckPayload implements memberlist.PingDelegate: acks carry nothing.
+func (d *delegate) AckPayload() []byte { return nil }
+
+// NotifyPingComplete implements memberlist.PingDelegate: a direct probe of
+// other was acked, so it is no longer suspect from here. (A refuted
+// suspicion raises no event when the metadata is unchanged.)
+func (d *delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	d.m.mu.Lock()
+	_, was := d.m.suspect[other.Name]
+	delete(d.m.suspect, other.Name)
+	d.m.mu.Unlock()
+	if was {
+		d.m.notify()
+	}
+}
 
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 	msg := fmt.Sprintf("duplicate site name %q: claimed by %s and %s: give every site a unique name", existing.Name, existing.Address(), other.Address())

@@ -73,9 +73,11 @@ type Membership struct {
 	decoded   map[string]decodedMeta      // known[name].Meta, decoded once when it changes
 	conflicts map[string]string           // site → description of the conflict
 	suspect   map[string]time.Time        // site → when our probe of it failed
-	probe     time.Duration               // memberlist probe interval
-	changes   notify.Hub                  // wakes Subscribe()rs
-	closed    bool
+	// suspectHold is how long a failed probe keeps a site suspect unless an
+	// ack or a membership event clears it first.
+	suspectHold time.Duration
+	changes     notify.Hub // wakes Subscribe()rs
+	closed      bool
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -168,8 +170,11 @@ func New(cfg Config, log *slog.Logger) (*Membership, error) {
 		cfg.tune(mc)
 	}
 	d := &delegate{m: m}
-	mc.Delegate, mc.Events, mc.Conflict = d, d, d
-	m.probe = mc.ProbeInterval
+	mc.Delegate, mc.Events, mc.Conflict, mc.Ping = d, d, d, d
+	m.suspectHold = cfg.suspectHold
+	if m.suspectHold == 0 {
+		m.suspectHold = 10 * mc.ProbeInterval
+	}
 	mc.LogOutput = &logWriter{log: log.With("component", "memberlist"), onLine: m.watchLog}
 	limit := cfg.connectTimeout
 	if limit == 0 {
@@ -272,7 +277,7 @@ func (m *Membership) Members() []Member {
 		switch {
 		case mem.Local:
 			mem.State = StateAlive
-		case live[n.Name] && susp && time.Since(since) < 10*m.probe:
+		case live[n.Name] && susp && time.Since(since) < m.suspectHold:
 			mem.State = StateSuspect
 		case live[n.Name]:
 			mem.State = StateAlive

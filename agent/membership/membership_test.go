@@ -634,3 +634,23 @@ func FuzzDecodePeers(f *testing.F) {
 		}
 	})
 }
+
+// TestSuspectFromFailedProbeEndsWithAck: a site whose probes fail is shown
+// suspect (from memberlist's log line), and a later acked probe ends it
+// (PingDelegate) — the hold time is an hour here, so nothing else can.
+func TestSuspectFromFailedProbeEndsWithAck(t *testing.T) {
+	p := &partition{group: map[string]int{}}
+	cut := func(c *Config) {
+		c.wrapTransport = p.wrap
+		c.suspectHold = time.Hour
+		// Suspicion lasts long enough to be seen and healed before b is dead.
+		c.tune = func(mc *memberlist.Config) { mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = 30, 1 }
+	}
+	a := startNode(t, "a", nil, cut)
+	b := startNode(t, "b", []string{a.LocalAddr().String()}, cut)
+	eventually(t, "b joined", 20*time.Second, func() bool { return allAlive(a, "b") }, a)
+	p.set(b.LocalAddr(), 1) // a's probes of b fail
+	eventually(t, "a to see b suspect", 20*time.Second, func() bool { return states(a)["b"] == StateSuspect }, a)
+	p.set(b.LocalAddr(), 0) // heal: the next probe is acked
+	eventually(t, "b alive again at a", 20*time.Second, func() bool { return states(a)["b"] == StateAlive }, a)
+}
