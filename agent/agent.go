@@ -25,11 +25,9 @@ import (
 	"github.com/tfsite/tfsite/agent/config"
 	"github.com/tfsite/tfsite/agent/membership"
 	"github.com/tfsite/tfsite/agent/site"
-	"github.com/tfsite/tfsite/agent/sitename"
 	"github.com/tfsite/tfsite/agent/underlay"
 	"github.com/tfsite/tfsite/internal/version"
 	"github.com/tfsite/tfsite/recovery/netguard"
-	"github.com/tfsite/tfsite/recovery/oob"
 )
 
 // Option adjusts an Agent.
@@ -228,34 +226,6 @@ func (a *Agent) waitForConfig(ctx context.Context) (config.Config, bool) {
 	}
 }
 
-// discoverUnderlay finds the underlay interface and gateway, retrying with
-// backoff. With an advertise address configured the agent need not wait: after
-// the first failure it goes on, and discovery keeps retrying in the background
-// (on wg) until it succeeds or ctx ends, so status shows the gateway as soon as
-// a DHCP server answers.
-func (a *Agent) discoverUnderlay(ctx context.Context, cfg config.Config, wg *sync.WaitGroup) bool {
-	if cfg.Underlay.Disabled {
-		return true
-	}
-	a.setPhase(api.PhaseDiscovering)
-	opts := underlay.Default()
-	opts.Iface = cfg.Underlay.Interface
-	opts.Timeout = time.Duration(cfg.Underlay.Timeout)
-	opts.Skip = a.managementLinks(cfg)
-	if a.tryDiscover(ctx, opts) {
-		return true
-	}
-	if ctx.Err() != nil {
-		return false
-	}
-	if cfg.Gossip.AdvertiseAddress != "" {
-		a.log.Warn("underlay discovery failed; continuing with the configured advertise address, retrying discovery in the background")
-		wg.Go(func() { a.retryDiscover(ctx, opts) })
-		return true
-	}
-	return a.retryDiscover(ctx, opts)
-}
-
 // GossipPeersFile (under the state dir) keeps some alive peers' gossip
 // addresses, so a restarted site rejoins them even without seeds (the
 // fleet's first site) or with every seed down (membership.Config.PeersFile).
@@ -268,130 +238,6 @@ const (
 	NetStateDir = config.NetStateDir
 	OOBStateDir = "oob"
 )
-
-// recoverNetwork reverts a guarded network change whose guarding process
-// died before confirming it (what `tfsite net recover` does), so discovery
-// never starts on a half-applied network. A revert is logged and kept in
-// status as the last error until something newer replaces it.
-func (a *Agent) recoverNetwork(cfg config.Config) {
-	gc := netguard.Default()
-	gc.StateDir = filepath.Join(cfg.StateDir, NetStateDir)
-	g, err := netguard.New(gc, a.log.With("component", "netguard"), a.netOpts...)
-	if err != nil {
-		a.setError(fmt.Errorf("network recovery: %w", err))
-		return
-	}
-	defer g.Close()
-	p, err := g.Recover()
-	switch {
-	case errors.Is(err, netguard.ErrNothingPending):
-	case errors.Is(err, netguard.ErrBusy):
-		a.log.Info("a guarded network change is in progress by another process; leaving it to that process", "dir", gc.StateDir)
-	case err != nil:
-		a.setError(fmt.Errorf("network recovery: %w; run `tfsite net show --state-dir %s`", err, gc.StateDir))
-	default:
-		a.setError(fmt.Errorf("network recovery: reverted change %s left pending by a process that died", p))
-	}
-}
-
-// watchNetwork runs netguard's Watcher (on wg, until ctx ends): a guarded
-// change whose guarding process died (kill -9, a crash, its unit stopped
-// hard) is reverted once its deadline has passed, journalled as reverted by
-// tfsite-agent and kept in status as the last error.
-func (a *Agent) watchNetwork(ctx context.Context, cfg config.Config, wg *sync.WaitGroup) {
-	gc := netguard.Default()
-	gc.StateDir = filepath.Join(cfg.StateDir, NetStateDir)
-	w, err := netguard.NewWatcher(netguard.WatchConfig{Guard: gc, Actor: "tfsite-agent", Report: a.setError},
-		a.log.With("component", "netguard"), a.netOpts...)
-	if err != nil {
-		a.setError(fmt.Errorf("network watcher: %w", err))
-		return
-	}
-	wg.Go(func() {
-		defer w.Close()
-		_ = w.Run(ctx)
-	})
-}
-
-// managementLinks are the interfaces underlay discovery must not pick: the
-// configured management interface and the one `tfsite net oob-up` reserved.
-func (a *Agent) managementLinks(cfg config.Config) []string {
-	var skip []string
-	if cfg.ManagementInterface != "" {
-		skip = append(skip, cfg.ManagementInterface)
-	}
-	dir := filepath.Join(cfg.StateDir, OOBStateDir)
-	res, err := oob.Load(dir)
-	if err != nil {
-		a.setError(fmt.Errorf("reading the management reservation: %w", err))
-		return skip
-	}
-	if res != nil {
-		for _, l := range []string{res.Link, res.VRF} {
-			if l != "" && !slices.Contains(skip, l) {
-				skip = append(skip, l)
-			}
-		}
-	}
-	return skip
-}
-
-// retryDiscover retries discovery with backoff (1 s doubling to 30 s) until it
-// succeeds (true) or ctx ends (false).
-func (a *Agent) retryDiscover(ctx context.Context, opts underlay.Options) bool {
-	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-		if a.tryDiscover(ctx, opts) {
-			return true
-		}
-	}
-}
-
-// tryDiscover runs one discovery; on success it records the result and clears
-// a discovery error, on failure it records the error.
-func (a *Agent) tryDiscover(ctx context.Context, opts underlay.Options) bool {
-	a.touch()
-	res, err := a.discover(ctx, opts, a.log.With("component", "underlay"))
-	if err != nil {
-		if ctx.Err() == nil {
-			a.setError(fmt.Errorf("underlay discovery: %w", err))
-		}
-		return false
-	}
-	a.log.Info("underlay discovered", "interface", res.Interface, "address", res.Address, "gateway", res.Gateway, "source", res.GatewaySource)
-	a.mu.Lock()
-	a.under = res
-	if strings.HasPrefix(a.lastErr, "underlay discovery: ") {
-		a.lastErr = ""
-	}
-	a.mu.Unlock()
-	return true
-}
-
-// advertiseAddr picks the address peers reach this site at: configured,
-// else the discovered underlay address, else a specific bind address, else
-// "" (memberlist then picks a private address of the host).
-func (a *Agent) advertiseAddr(cfg config.Config) string {
-	if cfg.Gossip.AdvertiseAddress != "" {
-		return cfg.Gossip.AdvertiseAddress
-	}
-	a.mu.Lock()
-	under := a.under
-	a.mu.Unlock()
-	if under != nil {
-		if p, err := netip.ParsePrefix(under.Address); err == nil {
-			return p.Addr().String()
-		}
-	}
-	if b, err := netip.ParseAddr(cfg.Gossip.BindAddress); err == nil && !b.IsUnspecified() {
-		return b.String()
-	}
-	return ""
-}
 
 // startCore creates membership and the allocator.
 func (a *Agent) startCore(cfg config.Config) error {
@@ -563,114 +409,6 @@ func (a *Agent) setError(err error) {
 	a.mu.Lock()
 	a.lastErr = err.Error()
 	a.mu.Unlock()
-}
-
-// Status implements api.Backend.
-func (a *Agent) Status(ctx context.Context) api.Status {
-	a.mu.Lock()
-	cfg, phase, lastErr, under, members, allocator := a.cfg, a.phase, a.lastErr, a.under, a.members, a.alloc
-	sources := a.sources
-	a.mu.Unlock()
-	st := api.Status{
-		Site: cfg.Site, Phase: phase, Version: version.Version, LastError: lastErr,
-		Voters: cfg.Voters, Voter: slices.Contains(cfg.Voters, cfg.Site), ConfigSources: sources,
-		Peers: []api.Peer{}, BringUp: a.bringUpStatus(cfg.BringUp.Enabled, cfg.StateDir),
-	}
-	switch {
-	case under != nil:
-		st.Underlay = &api.Underlay{Interface: under.Interface, Address: under.Address, Gateway: under.Gateway, GatewaySource: under.GatewaySource}
-	case cfg.Underlay.Disabled:
-		st.Underlay = &api.Underlay{Disabled: true}
-	}
-	if allocator != nil {
-		as := allocator.Status()
-		st.Phase = as.Phase
-		if as.Allocation != nil {
-			st.Allocation = apiAllocation(as.Allocation)
-		}
-		st.RaftState, st.Leader, st.Insecure = as.RaftState, as.Leader, as.Insecure
-		st.Problems = append(st.Problems, as.Problems...)
-		if as.Error != "" {
-			st.LastError = as.Error
-		}
-	}
-	if members != nil {
-		st.Gossip = members.LocalAddr().String()
-		st.GossipHealth = members.HealthScore()
-		ms, problems := members.View()
-		st.Problems = append(st.Problems, problems...)
-		st.Peers = peersOf(ms, cfg)
-	}
-	return st
-}
-
-// Peers implements api.Backend.
-func (a *Agent) Peers(ctx context.Context) []api.Peer {
-	a.mu.Lock()
-	members, cfg := a.members, a.cfg
-	a.mu.Unlock()
-	if members == nil {
-		return []api.Peer{}
-	}
-	return peersOf(members.Members(), cfg)
-}
-
-// peersOf maps the other members onto the API's peers.
-func peersOf(members []membership.Member, cfg config.Config) []api.Peer {
-	out := []api.Peer{}
-	for _, m := range members {
-		if m.Local {
-			continue
-		}
-		p := api.Peer{Site: m.Site, State: string(m.State), Address: m.Addr.String(), Version: m.Meta.Version, Voter: slices.Contains(cfg.Voters, m.Site)}
-		if m.Meta.Underlay.IsValid() {
-			p.Underlay = m.Meta.Underlay.String()
-		}
-		if m.Meta.Alloc != nil {
-			p.Allocation = apiAllocation(m.Meta.Alloc)
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-func apiAllocation(al *site.Allocation) *api.Allocation {
-	return &api.Allocation{ASN: al.ASN, Pod: al.Pod, Service: al.Service, Fabric: al.Fabric}
-}
-
-// Release implements api.Backend: it frees a departed site's allocation.
-// The local site and sites gossip sees alive or suspect are refused.
-func (a *Agent) Release(ctx context.Context, site string) error {
-	a.mu.Lock()
-	cfg, members, allocator := a.cfg, a.members, a.alloc
-	a.mu.Unlock()
-	if allocator == nil {
-		return fmt.Errorf("%w: the agent is not running the allocator yet (phase %s)", api.ErrUnavailable, a.Status(ctx).Phase)
-	}
-	if err := sitename.Validate(site); err != nil {
-		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	}
-	if site == cfg.Site {
-		return fmt.Errorf("%w: %q is this site; release it on a voter after shutting this one down", api.ErrConflict, site)
-	}
-	for _, m := range members.Members() {
-		if m.Site == site && (m.State == membership.StateAlive || m.State == membership.StateSuspect) {
-			return fmt.Errorf("%w: site %q is %s in gossip; stop it for good before releasing its allocation", api.ErrConflict, site, m.State)
-		}
-	}
-	err := allocator.Release(ctx, site)
-	switch {
-	case err == nil:
-		a.log.Warn("allocation released by the local operator (API)", "site", site)
-		return nil
-	case errors.Is(err, alloc.ErrUnknownSite):
-		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
-	case errors.Is(err, alloc.ErrRefused):
-		return fmt.Errorf("%w: %v", api.ErrConflict, err)
-	case errors.Is(err, alloc.ErrNoQuorum), errors.Is(err, alloc.ErrNoVoter):
-		return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
-	}
-	return fmt.Errorf("releasing %q: %w", site, err)
 }
 
 // Close stops everything; safe to call twice. Run's goroutines end with

@@ -88,3 +88,40 @@ func ParsePeersFile(data []byte) ([]Peer, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// Extra is what an operator adds to the peering besides the local side:
+// peers from a file (its name and contents) and from specs
+// (ParsePeerSpec), and a router id overriding the local one.
+type Extra struct {
+	PeersFile string
+	PeersData []byte
+	Specs     []string
+	RouterID  string
+}
+
+// Add appends e's peers to peers and applies its router id to l; errors
+// name the flag (--peers-file, --peer, --router-id) that was wrong.
+func (e Extra) Add(l Local, peers []Peer) (Local, []Peer, error) {
+	if e.PeersFile != "" {
+		filePeers, err := ParsePeersFile(e.PeersData)
+		if err != nil {
+			return l, nil, fmt.Errorf("%s: %w", e.PeersFile, err)
+		}
+		peers = append(peers, filePeers...)
+	}
+	for _, s := range e.Specs {
+		p, err := ParsePeerSpec(s)
+		if err != nil {
+			return l, nil, fmt.Errorf("--peer: %w", err)
+		}
+		peers = append(peers, p)
+	}
+	if e.RouterID != "" {
+		id, err := netip.ParseAddr(e.RouterID)
+		if err != nil {
+			return l, nil, fmt.Errorf("--router-id: %w", err)
+		}
+		l.RouterID = id
+	}
+	return l, peers, nil
+}

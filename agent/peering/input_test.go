@@ -70,3 +70,22 @@ func FuzzParsePeersFile(f *testing.F) {
 		}
 	})
 }
+
+func TestExtraAddNamesTheFlag(t *testing.T) {
+	l := Local{Site: "alpha", ASN: 64512, RouterID: netip.MustParseAddr("10.0.0.1")}
+	e := Extra{PeersFile: "peers.yaml", PeersData: []byte("peers: [{name: beta, address: 10.0.2.10, asn: 64602}]\n"),
+		Specs: []string{"name=gamma,address=10.0.3.10,asn=64603"}, RouterID: "10.0.0.9"}
+	got, peers, err := e.Add(l, []Peer{{Name: "delta", Address: netip.MustParseAddr("10.0.4.10"), ASN: 64604}})
+	if err != nil || got.RouterID != netip.MustParseAddr("10.0.0.9") || len(peers) != 3 || peers[1].Name != "beta" || peers[2].Name != "gamma" {
+		t.Fatalf("Add = %+v, %+v, %v", got, peers, err)
+	}
+	for e, want := range map[*Extra]string{
+		{PeersFile: "p.yaml", PeersData: []byte("peers: [{nme: x}]")}: "p.yaml: ",
+		{Specs: []string{"name=x"}}:                                   "--peer: ",
+		{RouterID: "ten"}:                                             "--router-id: ",
+	} {
+		if _, _, err := e.Add(l, nil); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%+v: %v, want an error starting %q", *e, err, want)
+		}
+	}
+}

@@ -263,29 +263,17 @@ Exit codes:
 					Announce: []netip.Prefix{p.Pod}}
 			}
 			local.InstallRoutes = !noInstall
-			var err error
+			extra := peering.Extra{PeersFile: peersFile, Specs: specs, RouterID: routerID}
 			if peersFile != "" {
 				data, err := readInputFile(peersFile, "--peers-file")
 				if err != nil {
 					return withCode(exitRenderUsage, err)
 				}
-				filePeers, err := peering.ParsePeersFile(data)
-				if err != nil {
-					return withCode(exitRenderUsage, fmt.Errorf("%s: %w", peersFile, err))
-				}
-				peers = append(peers, filePeers...)
+				extra.PeersData = data
 			}
-			for _, s := range specs {
-				pr, err := peering.ParsePeerSpec(s)
-				if err != nil {
-					return withCode(exitRenderUsage, fmt.Errorf("--peer: %w", err))
-				}
-				peers = append(peers, pr)
-			}
-			if routerID != "" {
-				if local.RouterID, err = netip.ParseAddr(routerID); err != nil {
-					return withCode(exitRenderUsage, fmt.Errorf("--router-id: %w", err))
-				}
+			local, peers, err := extra.Add(local, peers)
+			if err != nil {
+				return withCode(exitRenderUsage, err)
 			}
 			conf, err := peering.Render(format, local, peers)
 			if err != nil {
