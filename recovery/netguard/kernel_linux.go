@@ -368,14 +368,6 @@ func addMissingRoutes(s *State, k Netlink) []error {
 	return last
 }
 
-func addrAdd(link string, p netip.Prefix, scope nethelpers.Scope) error {
-	l, err := linkByName(link)
-	if err != nil {
-		return err
-	}
-	return netlink.AddrAdd(l, &netlink.Addr{IPNet: toIPNet(p), Scope: int(scope)})
-}
-
 // restoreAddr adds a snapshot address as it was, broadcast (or none) included.
 func restoreAddr(a Address) error {
 	l, err := linkByName(a.LinkName)
