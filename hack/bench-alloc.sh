@@ -178,7 +178,7 @@ for n in "${sizes[@]}"; do
     d=$run/site-$i
     "$BIN" --site "site-$i" --voters "$voters" --seeds "$seeds" --bind "$(addr "$i")" \
       --state-dir "$d/state" --socket "$d/api.sock" --metrics off --no-underlay \
-      --config "$work/common.yaml" --cmdline "" --nocloud off --log-level warn 2>"$d/agent.log" &
+      --config "$work/common.yaml" --cmdline "" --nocloud off --platform none --log-level warn 2>"$d/agent.log" &
     pids+=($!)
     disown $!
   done

@@ -147,9 +147,9 @@ underlay:
   # generous: with advertiseAddress set, the agent does not retry a failed discovery
   timeout: 30s
 EOF
-  # --cmdline "" and --nocloud off: only this file configures the demo agents,
+  # --cmdline "", --nocloud off and --platform none: only this file configures the demo agents,
   # whatever the host's kernel command line or attached seed volumes say.
-  ip netns exec "${ns[i]}" "$TFSITE" agent --config "$work/$s/config.yaml" --cmdline "" --nocloud off \
+  ip netns exec "${ns[i]}" "$TFSITE" agent --config "$work/$s/config.yaml" --cmdline "" --nocloud off --platform none \
     >"$work/$s/agent.log" 2>&1 &
   pids+=($!)
   disown $!

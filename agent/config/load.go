@@ -15,8 +15,10 @@ import (
 )
 
 // Sources says where Load reads configuration from, lowest precedence first:
-// defaults < File < NoCloud user-data < kernel command line. Empty fields are
-// skipped. Flags of `tfsite agent` are applied by the caller, above all.
+// defaults < the platform's facts (site name, advertised address) < File <
+// NoCloud user-data < the platform's user-data < kernel command line. Empty
+// fields are skipped. Flags of `tfsite agent` are applied by the caller,
+// above all.
 type Sources struct {
 	// File is the config file (default /etc/tfsite/config.yaml). A missing
 	// file is not an error unless FileRequired.
@@ -26,6 +28,9 @@ type Sources struct {
 	Cmdline string
 	// NoCloud finds a NoCloud seed's user-data; nil skips it.
 	NoCloud NoCloud
+	// Platform reads the cloud's user-data and facts (agent/platform, set
+	// at the wiring point); nil skips it.
+	Platform Platform
 }
 
 // DefaultSources are the appliance's sources.
@@ -48,6 +53,16 @@ var ErrInvalid = errors.New("invalid configuration")
 // without a site name is legal (the agent waits for configuration).
 func Load(ctx context.Context, src Sources) (Loaded, error) {
 	l := Loaded{Config: Default()}
+	var pd *PlatformData
+	if src.Platform != nil {
+		var err error
+		if pd, err = src.Platform.Read(ctx); err != nil {
+			return l, err
+		}
+		if pd != nil && applyFacts(pd, &l.Config) {
+			l.Applied = append(l.Applied, "platform "+pd.Name+" facts")
+		}
+	}
 	if src.File != "" {
 		b, err := readInput(src.File, "config file", MaxConfigFile)
 		switch {
@@ -75,13 +90,22 @@ func Load(ctx context.Context, src Sources) (Loaded, error) {
 			return l, fmt.Errorf("reading NoCloud seed: %w", err)
 		}
 		if ud != nil {
-			applied, err := applyUserData(ud, &l.Config)
+			applied, err := ApplyUserData(ud, &l.Config)
 			if err != nil {
 				return l, fmt.Errorf("%w: NoCloud user-data %s: %w", ErrInvalid, where, err)
 			}
 			if applied {
 				l.Applied = append(l.Applied, "nocloud "+where)
 			}
+		}
+	}
+	if pd != nil && pd.UserData != nil {
+		applied, err := ApplyUserData(pd.UserData, &l.Config)
+		if err != nil {
+			return l, fmt.Errorf("%w: %s user-data %s: %w", ErrInvalid, pd.Name, pd.Where, err)
+		}
+		if applied {
+			l.Applied = append(l.Applied, "platform "+pd.Name+" user-data "+pd.Where)
 		}
 	}
 	if src.Cmdline != "" {

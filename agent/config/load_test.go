@@ -182,7 +182,7 @@ func TestUserData(t *testing.T) {
 		"not-mapping":   {"- a\n- b\n", false, "", true},
 	} {
 		c := Default()
-		applied, err := applyUserData([]byte(tc.ud), &c)
+		applied, err := ApplyUserData([]byte(tc.ud), &c)
 		if (err != nil) != tc.wantErr || applied != tc.applied || c.Site != tc.site {
 			t.Errorf("%s: applied=%v err=%v site=%q; want applied=%v err=%v site=%q", name, applied, err, c.Site, tc.applied, tc.wantErr, tc.site)
 		}
@@ -217,7 +217,7 @@ func FuzzUserData(f *testing.F) {
 	f.Add([]byte("#!/bin/sh\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := Default()
-		_, _ = applyUserData(b, &c)
+		_, _ = ApplyUserData(b, &c)
 	})
 }
 

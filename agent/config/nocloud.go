@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/tfsite/tfsite/internal/labelvol"
+	"github.com/tfsite/tfsite/internal/readlimit"
 )
 
 // NoCloud finds a NoCloud seed and returns its user-data, and where it was
@@ -43,11 +46,25 @@ type NoCloudLabel struct {
 	ByLabelDir string
 }
 
-// applyUserData applies the `tfsite:` key of NoCloud user-data to c. The
+// UserData implements NoCloud: no labelled volume means no seed.
+func (n NoCloudLabel) UserData(context.Context) ([]byte, string, error) {
+	files, err := labelvol.Volume{Labels: []string{"cidata", "CIDATA"}, ByLabelDir: n.ByLabelDir}.ReadFiles(MaxUserData, "user-data")
+	switch {
+	case errors.Is(err, labelvol.ErrNoVolume):
+		return nil, "", nil
+	case errors.Is(err, readlimit.ErrTooLarge):
+		return nil, "", fmt.Errorf("%w: NoCloud %w (docs/config.md, Limits)", ErrInvalid, err)
+	case err != nil:
+		return nil, "", fmt.Errorf("reading the NoCloud seed: %w", err)
+	}
+	return files[0].Data, files[0].Device, nil
+}
+
+// ApplyUserData applies the `tfsite:` key of user-data (NoCloud or a cloud's) to c. The
 // document is YAML, with or without a "#cloud-config" first line; other
 // top-level keys belong to cloud-init and are ignored. A user-data script
 // ("#!") is not ours and is ignored. It reports whether tfsite: was present.
-func applyUserData(ud []byte, c *Config) (bool, error) {
+func ApplyUserData(ud []byte, c *Config) (bool, error) {
 	if bytes.HasPrefix(ud, []byte("#!")) || len(bytes.TrimSpace(ud)) == 0 {
 		return false, nil
 	}

@@ -147,7 +147,7 @@ func (f *fleet) start(p *proc) {
 	}
 	fmt.Fprintf(logf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := p.ns.Command(f.bin, "agent", "--config", filepath.Join(p.dir, "config.yaml"),
-		"--cmdline", filepath.Join(p.dir, "cmdline"), "--nocloud", "off")
+		"--cmdline", filepath.Join(p.dir, "cmdline"), "--nocloud", "off", "--platform", "none")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("starting %s: %v", p.name, err)

@@ -58,7 +58,7 @@ func TestHelpExamplesRunThisBinary(t *testing.T) {
 func TestInvalidConfigExitsTwo(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("site: Bad\nvoters: []\n"), 0o644)
-	err := run([]string{"--cmdline", "", "--nocloud", "off", "--config", bad, "--metrics", "off"})
+	err := run([]string{"--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", bad, "--metrics", "off"})
 	if code(err) != cli.ExitBadConfig || !strings.Contains(err.Error(), "site:") || !strings.Contains(err.Error(), "voters:") {
 		t.Fatalf("invalid config: err = %v (code %d), want exit 2 listing site and voters", err, code(err))
 	}

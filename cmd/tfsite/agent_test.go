@@ -33,20 +33,20 @@ func TestAgentCommandsHelpTeaches(t *testing.T) {
 }
 
 func TestAgentInvalidConfigExitsTwo(t *testing.T) {
-	_, err := runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	_, err := runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
 	if err == nil {
 		t.Fatal("missing --config file accepted")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("site: Bad\nvoters: []\n"), 0o644)
-	_, err = runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--config", bad, "--metrics", "off")
+	_, err = runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", bad, "--metrics", "off")
 	if exitCode(err) != exitBadConfig || !strings.Contains(err.Error(), "site:") || !strings.Contains(err.Error(), "voters:") {
 		t.Fatalf("invalid config: exit %d, %v", exitCode(err), err)
 	}
 	// No gossip key and no insecure: true: refused, naming both fixes.
 	nokey := filepath.Join(t.TempDir(), "nokey.yaml")
 	os.WriteFile(nokey, []byte("site: a\nvoters: [a]\n"), 0o644)
-	_, err = runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--config", nokey, "--metrics", "off")
+	_, err = runCmd(t, "agent", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", nokey, "--metrics", "off")
 	if exitCode(err) != exitBadConfig || !strings.Contains(err.Error(), "gossip.key: none configured") || !strings.Contains(err.Error(), "insecure: true") {
 		t.Fatalf("config without a key: exit %d, %v", exitCode(err), err)
 	}

@@ -49,7 +49,7 @@ func newAgentProc(t *testing.T, bin, dir, name, addr, key string, voters, seeds 
 }
 
 func (p *agentProc) command() *exec.Cmd {
-	cmd := exec.Command(p.bin, "agent", "--cmdline", "", "--nocloud", "off", "--config", p.cfg)
+	cmd := exec.Command(p.bin, "agent", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", p.cfg)
 	p.stderr.Reset()
 	cmd.Stderr = &p.stderr
 	return cmd

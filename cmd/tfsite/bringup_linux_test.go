@@ -33,13 +33,13 @@ func TestBringUpRefusesBadOrDisabledConfig(t *testing.T) {
 	var stderr bytes.Buffer
 	root.SetOut(&bytes.Buffer{})
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"bringup", "--cmdline", "", "--nocloud", "off", "--config", off})
+	root.SetArgs([]string{"bringup", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", off})
 	if err := root.Execute(); err != nil || !strings.Contains(stderr.String(), "nothing to do") || !strings.Contains(stderr.String(), "bringUp.enabled") {
 		t.Fatalf("bring-up off: err %v, stderr %q; want exit 0 saying nothing to do and naming bringUp.enabled", err, stderr.String())
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("stateDir: "+dir+"\nbringUp:\n  enabled: true\n  kubeconfig: relative.conf\n  kubeadm: \"\"\n"), 0o644)
-	_, err := runCmd(t, "bringup", "--cmdline", "", "--nocloud", "off", "--config", bad)
+	_, err := runCmd(t, "bringup", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", bad)
 	if exitCode(err) != exitBadConfig || !strings.Contains(err.Error(), "bringUp.kubeconfig") || !strings.Contains(err.Error(), "bringUp.kubeadm") {
 		t.Fatalf("bad bringUp section: exit %d, %v; want 2 listing every problem", exitCode(err), err)
 	}
@@ -55,7 +55,7 @@ func TestBringUpIgnoresHangUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr testrig.Buffer
-	cmd := exec.Command(testrig.TfsiteBinary(t), "bringup", "--cmdline", "", "--nocloud", "off", "--config", conf)
+	cmd := exec.Command(testrig.TfsiteBinary(t), "bringup", "--cmdline", "", "--nocloud", "off", "--platform", "none", "--config", conf)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

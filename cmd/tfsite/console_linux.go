@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -101,6 +102,8 @@ func newConsoleCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	src.AddFlags(fl)
+	// The console answers even when the cloud's metadata does not.
+	src.Platform.Timeout = 3 * time.Second
 	fl.StringVar(&socket, "socket", config.DefaultAPISocket, "the agent's API socket")
 	fl.StringVar(&nf.stateDir, "state-dir", nf.stateDir, "netguard's state dir")
 	fl.StringVar(&nf.oobDir, "oob-state-dir", nf.oobDir, "where the management reservation is recorded")

@@ -82,7 +82,7 @@ func startConsoleCmd(t *testing.T, userData string) consoleRun {
 	root.SetIn(tm.TTY)
 	root.SetOut(tm.TTY)
 	root.SetErr(logs)
-	root.SetArgs([]string{"console", "--config", cfgFile, "--nocloud", seed, "--cmdline", "",
+	root.SetArgs([]string{"console", "--config", cfgFile, "--nocloud", seed, "--platform", "none", "--cmdline", "",
 		"--password-file", filepath.Join(dir, "console", "password"), "--lockout-file", filepath.Join(dir, "console", "lockout.json"),
 		"--state-dir", filepath.Join(dir, "net"), "--oob-state-dir", filepath.Join(dir, "oob"), "--socket", filepath.Join(dir, "api.sock"),
 		"--bundle-dir", filepath.Join(dir, "support"), "--authorized-keys", filepath.Join(dir, "authorized_keys"),

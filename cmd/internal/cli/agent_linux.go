@@ -15,23 +15,37 @@ import (
 	"github.com/tfsite/tfsite/agent"
 	"github.com/tfsite/tfsite/agent/alloc"
 	"github.com/tfsite/tfsite/agent/config"
+	"github.com/tfsite/tfsite/agent/platform"
 )
 
 // Sources are the flags that choose where the layered configuration comes
-// from (docs/config.md); the agent and the bring-up process read the same.
+// from (docs/config.md); the agent, bring-up and the console read the same.
 type Sources struct {
 	ConfigFile, Cmdline, NoCloud string
+	// Platform says how the cloud's user-data and facts are read.
+	Platform platform.Config
+	// Log and Notice (the one line an operator must see on the console)
+	// are given to the platform reader; both may be nil.
+	Log    *slog.Logger
+	Notice func(string)
+
+	reader *platform.Reader // one per process: it keeps what it read
 }
 
-// AddFlags registers --config, --cmdline and --nocloud.
+// AddFlags registers --config, --cmdline, --nocloud and the platform flags.
 func (s *Sources) AddFlags(fl *pflag.FlagSet) {
+	s.Platform = platform.Default()
 	fl.StringVar(&s.ConfigFile, "config", "", "config file (default "+config.DefaultFile+", optional when not given)")
 	fl.StringVar(&s.Cmdline, "cmdline", "/proc/cmdline", "kernel command line to read tfsite.* keys from (\"\" to ignore)")
 	fl.StringVar(&s.NoCloud, "nocloud", "auto", "NoCloud seed: auto (volume labelled cidata), a directory holding user-data, or off")
+	fl.StringVar(&s.Platform.Platform, "platform", s.Platform.Platform, "cloud user-data and facts: auto (DMI, then the metadata service), none, or "+strings.Join(platform.Order, ", "))
+	fl.StringVar(&s.Platform.Endpoint, "metadata-endpoint", s.Platform.Endpoint, "the cloud metadata service's base URL")
+	fl.StringVar(&s.Platform.DMIDir, "dmi-dir", s.Platform.DMIDir, "where the SMBIOS strings that name the platform are read")
+	fl.BoolVar(&s.Platform.AllowIMDSv1, "imdsv1", false, "EC2: fall back to IMDSv1 (no session token) when IMDSv2 fails")
 }
 
 // Load reads and layers the sources (without validating the result).
-func (s Sources) Load(ctx context.Context) (config.Loaded, error) {
+func (s *Sources) Load(ctx context.Context) (config.Loaded, error) {
 	src := config.Sources{File: config.DefaultFile, Cmdline: s.Cmdline}
 	if s.ConfigFile != "" {
 		src.File, src.FileRequired = s.ConfigFile, true
@@ -42,6 +56,20 @@ func (s Sources) Load(ctx context.Context) (config.Loaded, error) {
 		src.NoCloud = config.NoCloudLabel{}
 	default:
 		src.NoCloud = config.NoCloudDir(s.NoCloud)
+	}
+	if s.Platform.Platform != "" && s.Platform.Platform != "none" {
+		if s.reader == nil {
+			log := s.Log
+			if log == nil {
+				log = slog.New(slog.DiscardHandler)
+			}
+			r, err := platform.New(s.Platform, log.With("component", "platform"), s.Notice)
+			if err != nil {
+				return config.Loaded{}, fmt.Errorf("%w: %w", config.ErrInvalid, err)
+			}
+			s.reader = r
+		}
+		src.Platform = s.reader
 	}
 	return config.Load(ctx, src)
 }
@@ -87,10 +115,14 @@ without the rest of the CLI: tfsite-agent --help); tfsite agent is the same.
 
 The configuration is layered, each source overriding the ones before it:
   1. built-in defaults
-  2. the config file (--config, default /etc/tfsite/config.yaml; may be absent)
-  3. the "tfsite:" key of a NoCloud seed's user-data (volume labelled cidata)
-  4. the kernel command line (tfsite.site=, tfsite.seeds=, tfsite.config=, ...)
-  5. the flags below
+  2. the cloud's facts (--platform): site name from zone and instance id,
+     the public IPv4 as the advertised address
+  3. the config file (--config, default /etc/tfsite/config.yaml; may be absent)
+  4. the "tfsite:" key of a NoCloud seed's user-data (volume labelled cidata)
+  5. the "tfsite:" key of the cloud's user-data (EC2 IMDSv2, OpenStack,
+     GCE, Azure, Hetzner; found by DMI, then by the metadata service)
+  6. the kernel command line (tfsite.site=, tfsite.seeds=, tfsite.config=, ...)
+  7. the flags below
 See docs/config.md for every field. Without a site name from any source the
 agent waits in the "needs-configuration" phase (shown by tfsite status) and
 re-reads its sources every few seconds.
@@ -214,6 +246,10 @@ func (f *AgentFlags) Run(ctx context.Context) error {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
+	f.Sources.Log = log
+	// The agent's stdout is journal+console on the appliance: the one line
+	// an operator must see there (cloud metadata that did not answer).
+	f.Sources.Notice = func(line string) { fmt.Fprintln(os.Stdout, line) }
 	l, err := f.Load(ctx)
 	if err != nil {
 		return ConfigCode(err)

@@ -19,7 +19,7 @@ func TestAgentFlagsOverrideSources(t *testing.T) {
 	var f AgentFlags
 	fl := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 	f.Register(fl)
-	if err := fl.Parse([]string{"--config", file, "--cmdline", cmdline, "--nocloud", "off", "--site", "from-flag", "--voters", "a,b", "--no-underlay", "--socket", "/tmp/x.sock"}); err != nil {
+	if err := fl.Parse([]string{"--config", file, "--cmdline", cmdline, "--nocloud", "off", "--platform", "none", "--site", "from-flag", "--voters", "a,b", "--no-underlay", "--socket", "/tmp/x.sock"}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := f.Load(context.Background())
