@@ -20,35 +20,9 @@ func azureFetcher(h *httpClient) fetcher {
 		if err != nil {
 			return nil, fmt.Errorf("reading Azure instance metadata: %w", err)
 		}
-		var inst struct {
-			Compute struct {
-				VMID     string `json:"vmId"`
-				Location string `json:"location"`
-				Zone     string `json:"zone"`
-			} `json:"compute"`
-			Network struct {
-				Interface []struct {
-					IPv4 struct {
-						IPAddress []struct {
-							PublicIPAddress string `json:"publicIpAddress"`
-						} `json:"ipAddress"`
-					} `json:"ipv4"`
-				} `json:"interface"`
-			} `json:"network"`
-		}
-		if err := json.Unmarshal(b, &inst); err != nil || inst.Compute.VMID == "" {
-			return nil, fmt.Errorf("%w: Azure instance metadata has no compute.vmId (%v)", errNotHere, err)
-		}
-		d := &config.PlatformData{Name: Azure, InstanceID: inst.Compute.VMID, Region: inst.Compute.Location}
-		if inst.Compute.Zone != "" {
-			d.Zone = inst.Compute.Location + "-" + inst.Compute.Zone
-		}
-		for _, i := range inst.Network.Interface {
-			for _, a := range i.IPv4.IPAddress {
-				if ip := publicIPv4(a.PublicIPAddress); ip.IsValid() && !d.PublicIPv4.IsValid() {
-					d.PublicIPv4 = ip
-				}
-			}
+		d, err := decodeAzureInstance(b)
+		if err != nil {
+			return nil, err
 		}
 		for _, p := range []string{
 			"/metadata/instance/compute/customData?api-version=2019-06-01&format=text",
@@ -69,4 +43,39 @@ func azureFetcher(h *httpClient) fetcher {
 		}
 		return d, nil
 	}
+}
+
+// decodeAzureInstance reads the facts of IMDS's /metadata/instance document.
+func decodeAzureInstance(b []byte) (*config.PlatformData, error) {
+	var inst struct {
+		Compute struct {
+			VMID     string `json:"vmId"`
+			Location string `json:"location"`
+			Zone     string `json:"zone"`
+		} `json:"compute"`
+		Network struct {
+			Interface []struct {
+				IPv4 struct {
+					IPAddress []struct {
+						PublicIPAddress string `json:"publicIpAddress"`
+					} `json:"ipAddress"`
+				} `json:"ipv4"`
+			} `json:"interface"`
+		} `json:"network"`
+	}
+	if err := json.Unmarshal(b, &inst); err != nil || inst.Compute.VMID == "" {
+		return nil, fmt.Errorf("%w: Azure instance metadata has no compute.vmId (%v)", errNotHere, err)
+	}
+	d := &config.PlatformData{Name: Azure, InstanceID: inst.Compute.VMID, Region: inst.Compute.Location}
+	if inst.Compute.Zone != "" {
+		d.Zone = inst.Compute.Location + "-" + inst.Compute.Zone
+	}
+	for _, i := range inst.Network.Interface {
+		for _, a := range i.IPv4.IPAddress {
+			if ip := publicIPv4(a.PublicIPAddress); ip.IsValid() && !d.PublicIPv4.IsValid() {
+				d.PublicIPv4 = ip
+			}
+		}
+	}
+	return d, nil
 }

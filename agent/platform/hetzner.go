@@ -18,17 +18,10 @@ func hetznerFetcher(h *httpClient) fetcher {
 		if err != nil {
 			return nil, fmt.Errorf("reading Hetzner metadata: %w", err)
 		}
-		var m struct {
-			InstanceID       int64  `json:"instance-id"`
-			Region           string `json:"region"`
-			AvailabilityZone string `json:"availability-zone"`
-			PublicIPv4       string `json:"public-ipv4"`
+		d, err := decodeHetznerMetadata(b)
+		if err != nil {
+			return nil, err
 		}
-		if err := yaml.Unmarshal(b, &m); err != nil || m.InstanceID == 0 {
-			return nil, fmt.Errorf("%w: Hetzner metadata has no instance-id (%v)", errNotHere, err)
-		}
-		d := &config.PlatformData{Name: Hetzner, InstanceID: fmt.Sprint(m.InstanceID), Region: m.Region, Zone: m.AvailabilityZone,
-			PublicIPv4: publicIPv4(m.PublicIPv4)}
 		ud, err := h.get(ctx, "/hetzner/v1/userdata")
 		if err != nil {
 			return nil, fmt.Errorf("reading Hetzner user-data: %w", err)
@@ -38,4 +31,19 @@ func hetznerFetcher(h *httpClient) fetcher {
 		}
 		return d, nil
 	}
+}
+
+// decodeHetznerMetadata reads the facts of /hetzner/v1/metadata (YAML).
+func decodeHetznerMetadata(b []byte) (*config.PlatformData, error) {
+	var m struct {
+		InstanceID       int64  `json:"instance-id"`
+		Region           string `json:"region"`
+		AvailabilityZone string `json:"availability-zone"`
+		PublicIPv4       string `json:"public-ipv4"`
+	}
+	if err := yaml.Unmarshal(b, &m); err != nil || m.InstanceID == 0 {
+		return nil, fmt.Errorf("%w: Hetzner metadata has no instance-id (%v)", errNotHere, err)
+	}
+	return &config.PlatformData{Name: Hetzner, InstanceID: fmt.Sprint(m.InstanceID), Region: m.Region, Zone: m.AvailabilityZone,
+		PublicIPv4: publicIPv4(m.PublicIPv4)}, nil
 }

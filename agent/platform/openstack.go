@@ -36,14 +36,10 @@ func openstackFetcher(cfg Config, h *httpClient) fetcher {
 			}
 			where = h.base + "/openstack/latest/user_data"
 		}
-		var m struct {
-			UUID             string `json:"uuid"`
-			AvailabilityZone string `json:"availability_zone"`
+		d, err := decodeOpenStackMeta(meta)
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(meta, &m); err != nil || m.UUID == "" {
-			return nil, fmt.Errorf("%w: OpenStack meta_data.json has no uuid (%v)", errNotHere, err)
-		}
-		d := &config.PlatformData{Name: OpenStack, InstanceID: m.UUID, Zone: m.AvailabilityZone}
 		// A floating IP shows only in the EC2-compatible tree of the service.
 		if ip, err := h.get(ctx, "/latest/meta-data/public-ipv4"); err == nil {
 			d.PublicIPv4 = publicIPv4(string(ip))
@@ -53,4 +49,16 @@ func openstackFetcher(cfg Config, h *httpClient) fetcher {
 		}
 		return d, nil
 	}
+}
+
+// decodeOpenStackMeta reads the facts of openstack/latest/meta_data.json.
+func decodeOpenStackMeta(b []byte) (*config.PlatformData, error) {
+	var m struct {
+		UUID             string `json:"uuid"`
+		AvailabilityZone string `json:"availability_zone"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.UUID == "" {
+		return nil, fmt.Errorf("%w: OpenStack meta_data.json has no uuid (%v)", errNotHere, err)
+	}
+	return &config.PlatformData{Name: OpenStack, InstanceID: m.UUID, Zone: m.AvailabilityZone}, nil
 }
