@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -44,11 +45,19 @@ func (v Volume) ReadFiles(limit int64, paths ...string) ([]File, error) {
 	if len(types) == 0 {
 		types = DefaultFSTypes
 	}
+	// The agent, bring-up and the console read the same seed, each mounting it for a moment; a mount
+	// racing another one's mount or unmount of the device fails with EBUSY, so that is retried.
 	var mountErr error
-	for _, fstype := range types {
-		if mountErr = unix.Mount(dev, mnt, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); mountErr == nil {
+	for try := 0; try < 30; try++ {
+		for _, fstype := range types {
+			if mountErr = unix.Mount(dev, mnt, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); mountErr == nil {
+				break
+			}
+		}
+		if !errors.Is(mountErr, unix.EBUSY) {
 			break
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if mountErr != nil {
 		return nil, fmt.Errorf("mounting %s read-only (%s): %w", dev, strings.Join(types, " or "), mountErr)
