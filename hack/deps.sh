@@ -8,11 +8,12 @@
 #   bird2 frr               real BGP speakers / config checks (peering tests, demo)
 #   jq                      the demo's JSON checks
 #   e2fsprogs mount         a volume found by label on a loop device (internal/labelvol)
+#   gpg gpgv                signing and verifying update manifests (agent/update)
 #   containerd              real containerd for the control-plane images import test (agent/bringup)
 #   gcc libc6-dev binutils  the static pause binary of the control-plane images (hack/build-kube.sh)
 set -euo pipefail
 PKGS=(dnsmasq-base iproute2 nftables iputils-ping procps coreutils udhcpc isc-dhcp-client dhcpcd5
-	bird2 frr jq make git ca-certificates containerd gcc libc6-dev binutils e2fsprogs mount)
+	bird2 frr jq make git ca-certificates containerd gcc libc6-dev binutils e2fsprogs mount gpg gpgv)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

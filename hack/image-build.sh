@@ -10,7 +10,12 @@
 # where <version> is what `hack/build-kube.sh --print-bin` names (else the newest version directory).
 # Missing Kubernetes binaries are reported and left out; the image still builds.
 #
-# Env: IMAGE_FORMATS   which of "raw qcow2 iso" to produce (default all; raw is always built)
+# Env: IMAGE_FORMATS   which of "raw qcow2 iso update" to produce (default raw qcow2 iso; raw is always built)
+#      TFSITE_IMAGE_VERSION  the version (default 0.<commit count>)
+#      TFSITE_IMAGE_EXTRA    a directory of extra files baked into this build (the update test's version
+#                            whose health check fails)
+#      TFSITE_UPDATE_KEY     GnuPG home holding the key that signs updates (default: a lab key made once in
+#                            .cache/update-key; its public half is baked into the image as the trust root)
 #      MKOSI_FLAGS     extra mkosi flags, e.g. "--root-password=hashed:..." for a development image
 #      NICE            niceness of mkosi and compressors (default 10)
 set -euo pipefail
@@ -50,6 +55,30 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 
 # --- stage the binaries (ExtraTrees=.cache/image-stage in mkosi.conf) ---
+# The version this image carries (IMAGE_VERSION in os-release, the root slot's label, the UKI's name):
+# TFSITE_IMAGE_VERSION, else 0.<commits on this branch>, which only grows.
+version=${TFSITE_IMAGE_VERSION:-0.$(git rev-list --count HEAD 2>/dev/null || echo 0)}
+[[ $version =~ ^[0-9][0-9A-Za-z.~^-]*$ ]] || die "image version '$version': use digits, letters, . ~ ^ -"
+mkdir -p mkosi.conf.d
+cat >mkosi.conf.d/20-version.conf <<VER
+# Written by hack/image-build.sh.
+[Output]
+ImageVersion=$version
+
+[Content]
+KernelCommandLine=root=PARTLABEL=tfsite_$version
+VER
+
+# The trust root of updates: the signing key's public half goes into the image
+# (/etc/systemd/import-pubring.gpg); updates are signed with the private half (IMAGE_FORMATS=update).
+export GNUPGHOME=${TFSITE_UPDATE_KEY:-$PWD/.cache/update-key}
+if [[ -z "${TFSITE_UPDATE_KEY:-}" && ! -d "$GNUPGHOME" ]]; then
+	mkdir -m 0700 -p "$GNUPGHOME"
+	gpg --batch --quiet --passphrase '' --quick-gen-key "tfsite updates (lab key, $(hostname))" ed25519 sign never
+	echo "image: made a lab update-signing key in $GNUPGHOME (set TFSITE_UPDATE_KEY to a real one)"
+fi
+gpg --batch --quiet --list-secret-keys | grep -q . || die "no secret key in $GNUPGHOME to sign updates with"
+
 rm -rf "$stage"
 install -D -m 0755 bin/tfsite "$stage/usr/bin/tfsite"
 install -D -m 0755 bin/tfsite-agent "$stage/usr/bin/tfsite-agent"
@@ -81,7 +110,11 @@ if [[ -n "$images_tar" && -f "$images_tar" && -f "${images_tar%.tar}.list" ]]; t
 else
 	kube_missing+=("images")
 fi
-mkdir -p "$stage/usr/lib/tfsite"
+if [[ -n "${TFSITE_IMAGE_EXTRA:-}" ]]; then
+	cp -a "$TFSITE_IMAGE_EXTRA/." "$stage/"
+fi
+mkdir -p "$stage/usr/lib/tfsite" "$stage/etc/systemd"
+gpg --batch --quiet --export >"$stage/etc/systemd/import-pubring.gpg"
 # The subcommands the image's units and scripts ask has-subcommand about, answered now by the binary
 # itself (same test as has-subcommand's slow path), so that booting does not start the Go binary once
 # more per unit to find out.
@@ -109,6 +142,32 @@ t0=$(date +%s)
 n mkosi --force ${MKOSI_FLAGS:-} build
 t1=$(date +%s)
 echo "image: mkosi disk build $((t1 - t0)) s"
+
+# The UKI carries the version in its name, tfsite_<version>.efi: systemd-boot orders entries by it and
+# systemd-sysupdate finds the installed versions by it (mkosi names it after the kernel). Renamed in
+# the ESP with mtools: this host cannot mount vfat.
+esp_off=$(( $(sfdisk -d "$out/tfsite.raw" | awk -F'[=,]' '/name="esp"/ {gsub(/ /, "", $2); print $2}') * 512 ))
+uki_old=$(mdir -b -i "$out/tfsite.raw@@$esp_off" ::EFI/Linux | grep -E '\.efi$' | head -1)
+[[ -n "$uki_old" ]] || die "no UKI under EFI/Linux in the ESP of $out/tfsite.raw"
+mren -i "$out/tfsite.raw@@$esp_off" "$uki_old" "::EFI/Linux/tfsite_$version.efi"
+echo "image: version $version: root slot tfsite_$version, ESP EFI/Linux/tfsite_$version.efi"
+
+if [[ " $formats " == *" update "* ]]; then
+	# What `tfsite update --from DIR` installs: the root slot's filesystem and the UKI, listed with
+	# their hashes in SHA256SUMS, signed (SHA256SUMS.gpg).
+	t2=$(date +%s)
+	upd=$out/update/tfsite_$version
+	rm -rf "$upd" && mkdir -p "$upd"
+	read -r root_start root_size < <(sfdisk -d "$out/tfsite.raw" |
+		awk -F'[=,]' -v l="name=\"tfsite_$version\"" 'index($0, l) {gsub(/ /, "", $2); gsub(/ /, "", $4); print $2, $4}')
+	[[ -n "$root_start" ]] || die "no partition tfsite_$version in $out/tfsite.raw"
+	# gzip, not zstd: sysupdate 254 wrote a .zst source into the slot still compressed (the slot then
+	# did not mount); it unpacks gzip, and gzip -1 is quick to unpack on the appliance.
+	dd if="$out/tfsite.raw" bs=512 skip="$root_start" count="$root_size" status=none | n gzip -1 >"$upd/tfsite_$version.root.raw.gz"
+	mcopy -i "$out/tfsite.raw@@$esp_off" "::EFI/Linux/tfsite_$version.efi" "$upd/tfsite_$version.efi"
+	(cd "$upd" && sha256sum tfsite_* >SHA256SUMS && gpg --batch --quiet --detach-sign --output SHA256SUMS.gpg SHA256SUMS)
+	echo "image: update $upd: $(du -sh "$upd" | cut -f1) ($(( $(date +%s) - t2 )) s)"
+fi
 
 if [[ " $formats " == *" qcow2 "* ]]; then
 	n qemu-img convert -c -O qcow2 "$out/tfsite.raw" "$out/tfsite.qcow2.tmp"

@@ -43,9 +43,10 @@ fi
 # Host tools: depmod (kmod), FAT/ISO builders without mounting (dosfstools, mtools, xorriso),
 # GRUB for BIOS and UEFI and objcopy for the hybrid ISO (grub-pc-bin, grub-efi-amd64-bin, grub-common,
 # binutils; only GRUB's files are used: nothing is installed to this host's disk), qemu + OVMF +
-# SeaBIOS for `make boot` and the boot tests, qemu-img for qcow2.
+# SeaBIOS for `make boot` and the boot tests, qemu-img for qcow2; gpg signs updates, fdisk (sfdisk) and
+# gzip cut the root slot out of the disk for them (IMAGE_FORMATS=update).
 apt-get install -y -qq --no-install-recommends \
-	kmod dosfstools mtools cpio zstd e2fsprogs debian-archive-keyring binutils \
+	kmod dosfstools mtools cpio zstd e2fsprogs debian-archive-keyring binutils gpg gpgv fdisk gzip \
 	grub-common grub-pc-bin grub-efi-amd64-bin \
 	qemu-system-x86 ovmf seabios qemu-utils xorriso >/dev/null
 

@@ -18,9 +18,11 @@ boot-kernel: ## boot the image by direct kernel boot (TFSITE_CMDLINE="tfsite.sit
 	hack/boot.sh --kernel
 
 # The boot tests that apply to the formats built: the ISO's four boot paths only when it is built.
-BOOT_TESTS = TestBootImage|TestBringUpImage$(if $(filter iso,$(IMAGE_FORMATS)),|TestBootISO)
+# TestUpdateRollsBack runs last (go test runs them in file order): it builds versions 1.0-1.2 itself
+# and leaves tfsite.raw at 1.0, without the control-plane images.
+BOOT_TESTS = TestBootImage|TestBringUpImage$(if $(filter iso,$(IMAGE_FORMATS)),|TestBootISO)|TestUpdateRollsBack
 
-test-image: image ## build the image, boot it under qemu and assert on the serial console (CI: raw disk + the ISO's 4 boot paths)
+test-image: image ## build the image, boot it under qemu and assert on the serial console (CI: raw disk + the ISO's 4 boot paths + the A/B update cycle)
 	TFSITE_IMAGE_TEST=1 $(GO) test -count=1 -v -timeout 60m -run '$(BOOT_TESTS)' ./image/
 
 test-two-vm: image ## as root: two VMs on one dnsmasq network join through kernel-command-line seeds, distinct ASNs/prefixes

@@ -30,6 +30,7 @@ type Config struct {
 	NetStateDir    string   // netguard's state dir, copied into bundles
 	Shell          string   // started by the shell entry
 	RebootCommand  []string // run by the reboot entry
+	UpdateCommand  []string // run by the update entry, with --from PATH added
 	// ConfiguredHash reads console.passwordHash from the configuration's
 	// sources, at every check (nil: the password file only).
 	ConfiguredHash HashSource
@@ -49,6 +50,7 @@ func Default() Config {
 		NetStateDir:    netguard.DefaultStateDir,
 		Shell:          "/bin/bash",
 		RebootCommand:  []string{"systemctl", "reboot"},
+		UpdateCommand:  []string{"/usr/bin/tfsite", "update"},
 		Hash:           passhash.Recommended,
 		Lockout:        DefaultLockout(),
 	}

@@ -139,6 +139,17 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	tm.Expect("console.passwordHash there")
 	tm.Send("")
 
+	tm.Send("12")
+	tm.Expect("Recovery password: ")
+	tm.Send("correct-horse")
+	tm.Expect("Directory or URL (empty: cancel): ")
+	tm.Send("/mnt/update/tfsite_9.9")
+	tm.Expect("tfsite update: installed 9.9 into /dev/vda3")
+	tm.Expect("Type yes: ")
+	tm.Send("no")
+	tm.Expect("Not rebooting.")
+	tm.Send("")
+
 	tm.Send("11")
 	tm.Expect("Recovery password: ")
 	tm.Send("correct-horse")
@@ -170,6 +181,9 @@ func TestConsoleEveryEntryOverPTY(t *testing.T) {
 	}
 	if _, err := os.Stat(rebooted); err != nil {
 		t.Fatalf("reboot command not run: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.dir, "updated")); err != nil || strings.TrimSpace(string(b)) != "--from /mnt/update/tfsite_9.9" {
+		t.Fatalf("update command got %q, %v; want --from and the path typed", b, err)
 	}
 	if out := host.Run("ip", "-4", "addr", "show", "eth0"); !strings.Contains(out, "10.0.0.11/24") || strings.Contains(out, "10.0.0.10/24") {
 		t.Fatalf("static address not kept: %s", out)
@@ -252,6 +266,7 @@ func startConsole(t *testing.T, host *testrig.Netns, o rigOptions) rig {
 	}
 	rebooted := filepath.Join(dir, "rebooted")
 	cfg.RebootCommand = []string{"sh", "-c", "echo yes > " + rebooted}
+	cfg.UpdateCommand = []string{"sh", "-c", `echo "$1 $2" > ` + filepath.Join(dir, "updated") + `; echo "tfsite update: installed 9.9 into /dev/vda3"`, "update"}
 	con, err := New(cfg, api.NewClient(sock), g, log)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,4 +426,35 @@ func (c *Console) reboot(ctx context.Context) error {
 		return fmt.Errorf("reboot: %v: %s", err, oneline.Of(string(out)))
 	}
 	return nil
+}
+
+// update installs the next tfsite version beside this one (tfsite update:
+// verified, into the free root slot, three boot tries) and offers to
+// reboot into it.
+func (c *Console) update(ctx context.Context) error {
+	c.printf("Install a newer tfsite from a directory (mount the USB stick or disk from the\r\n" +
+		"shell, entry 10) or an http(s) URL holding tfsite_<version>.root.raw.gz,\r\n" +
+		"tfsite_<version>.efi, SHA256SUMS and SHA256SUMS.gpg.\r\n")
+	from, err := c.prompt(ctx, "Directory or URL (empty: cancel): ")
+	if err != nil || from == "" {
+		return err
+	}
+	argv := append(append([]string(nil), c.cfg.UpdateCommand...), "--from", from)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = crlf{c.out}, crlf{c.out}
+	if err := cmd.Run(); err != nil {
+		c.printf("Not updated (%v); this version keeps running.\r\n", err)
+		return nil
+	}
+	return c.reboot(ctx)
+}
+
+// crlf writes a command's output to the raw terminal, ending lines with CRLF.
+type crlf struct{ w io.Writer }
+
+func (c crlf) Write(p []byte) (int, error) {
+	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

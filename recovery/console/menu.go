@@ -53,6 +53,7 @@ var menu = []entry{
 	{"9", "Write a support bundle", open, (*Console).bundle},
 	{"10", "Shell", protected, (*Console).shell},
 	{"11", "Reboot", protected, (*Console).reboot},
+	{"12", "Update tfsite (A/B, signed)", protected, (*Console).update},
 	{"0", "Exit", open, nil},
 }
 
