@@ -166,6 +166,7 @@ if [[ " $formats " == *" update "* ]]; then
 	dd if="$out/tfsite.raw" bs=512 skip="$root_start" count="$root_size" status=none | n gzip -1 >"$upd/tfsite_$version.root.raw.gz"
 	mcopy -i "$out/tfsite.raw@@$esp_off" "::EFI/Linux/tfsite_$version.efi" "$upd/tfsite_$version.efi"
 	(cd "$upd" && sha256sum tfsite_* >SHA256SUMS && gpg --batch --quiet --detach-sign --output SHA256SUMS.gpg SHA256SUMS)
+	gpgconf --kill gpg-agent 2>/dev/null || true # gpg started one for the key; it has nothing left to do
 	echo "image: update $upd: $(du -sh "$upd" | cut -f1) ($(( $(date +%s) - t2 )) s)"
 fi
 
