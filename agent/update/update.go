@@ -3,8 +3,10 @@
 // UKI into the ESP with three boot tries; the running version is never
 // touched. The definitions ship in /usr/lib/sysupdate.d; this package points
 // their sources at where the operator's update is (a directory or a URL),
-// runs sysupdate, and reports what it did. Verification (SHA256SUMS and its
-// signature against /etc/systemd/import-pubring.gpg) is sysupdate's.
+// runs sysupdate, and reports what it did. Sysupdate always reads a URL and
+// verifies as it writes (SHA256SUMS's signature against
+// /etc/systemd/import-pubring.gpg, each file's hash); a directory is checked
+// first by Verify, for a clear refusal before anything is written.
 package update
 
 import (
@@ -44,7 +46,8 @@ type Config struct {
 	Definitions string
 	RunDir      string
 	Sysupdate   string
-	// Keyring verifies a directory's SHA256SUMS (sysupdate verifies URLs).
+	// Keyring is what Verify checks a directory against before sysupdate
+	// runs (sysupdate itself always uses DefaultKeyring); tests change it.
 	Keyring string
 }
 
@@ -86,27 +89,17 @@ type Result struct {
 	Slot string
 }
 
-// Prepare writes the definitions into cfg.RunDir with their [Source]
-// pointed at cfg.From (Type=regular-file for a directory, url-file for a
-// URL) and returns that directory.
-func Prepare(cfg Config) (string, error) {
-	if err := cfg.Validate(); err != nil {
-		return "", err
-	}
-	typ, from := "regular-file", cfg.From
-	if isURL(from) {
-		typ = "url-file"
-	} else if abs, err := filepath.Abs(from); err == nil {
-		from = abs
-	}
-	defs, err := filepath.Glob(filepath.Join(cfg.Definitions, "*.conf"))
+// prepare writes the definitions of defsDir into runDir with their [Source]
+// pointed at url (Type=url-file) and Verify=yes, and returns runDir.
+func prepare(defsDir, runDir, url string) (string, error) {
+	defs, err := filepath.Glob(filepath.Join(defsDir, "*.conf"))
 	if err != nil || len(defs) == 0 {
-		return "", fmt.Errorf("no sysupdate definitions in %s: is this the appliance image?", cfg.Definitions)
+		return "", fmt.Errorf("no sysupdate definitions in %s: is this the appliance image?", defsDir)
 	}
-	if err := os.RemoveAll(cfg.RunDir); err != nil {
+	if err := os.RemoveAll(runDir); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return "", err
 	}
 	for _, d := range defs {
@@ -114,21 +107,20 @@ func Prepare(cfg Config) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		out, err := pointSource(b, typ, from, typ == "url-file")
+		out, err := pointSource(b, url)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", d, err)
 		}
-		if err := os.WriteFile(filepath.Join(cfg.RunDir, filepath.Base(d)), out, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(runDir, filepath.Base(d)), out, 0o644); err != nil {
 			return "", err
 		}
 	}
-	return cfg.RunDir, nil
+	return runDir, nil
 }
 
 // pointSource rewrites the Type= and Path= of a definition's [Source]
-// section, and its Verify=: sysupdate checks the signature of what it
-// downloads (a URL); a directory was verified by Verify before.
-func pointSource(def []byte, typ, path string, verify bool) ([]byte, error) {
+// section to url, and its Verify= to yes whatever the shipped file says.
+func pointSource(def []byte, url string) ([]byte, error) {
 	var out bytes.Buffer
 	section := ""
 	seen := map[string]bool{}
@@ -140,14 +132,14 @@ func pointSource(def []byte, typ, path string, verify bool) ([]byte, error) {
 			section = t
 		}
 		if section == "[Transfer]" && strings.HasPrefix(t, "Verify=") {
-			line = fmt.Sprintf("Verify=%s", map[bool]string{true: "yes", false: "no"}[verify])
+			line = "Verify=yes"
 		}
 		if section == "[Source]" {
 			switch {
 			case strings.HasPrefix(t, "Type="):
-				line, seen["Type"] = "Type="+typ, true
+				line, seen["Type"] = "Type=url-file", true
 			case strings.HasPrefix(t, "Path="):
-				line, seen["Path"] = "Path="+path, true
+				line, seen["Path"] = "Path="+url, true
 			}
 		}
 		out.WriteString(line + "\n")
@@ -181,12 +173,19 @@ func New(cfg Config, log *slog.Logger) (*Runner, error) {
 // or write is sysupdate's, on one line.
 func (r *Runner) Run(ctx context.Context) (Result, error) {
 	res := Result{Running: runningVersion()}
-	if !isURL(r.cfg.From) {
+	url := r.cfg.From
+	if !isURL(url) {
 		if err := Verify(ctx, r.cfg.From, r.cfg.Keyring); err != nil {
 			return res, err
 		}
+		served, stop, err := serveDir(r.cfg.From, r.log)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+		url = served
 	}
-	defs, err := Prepare(r.cfg)
+	defs, err := prepare(r.cfg.Definitions, r.cfg.RunDir, url)
 	if err != nil {
 		return res, err
 	}
@@ -250,7 +249,7 @@ func (r *Runner) sysupdate(ctx context.Context, defs string, args ...string) (st
 }
 
 // rePartition is sysupdate's line for the root filesystem it wrote.
-var rePartition = regexp.MustCompile(`Successfully installed '.*' \(regular-file\) as '(/dev/[^']+)' \(partition\)`)
+var rePartition = regexp.MustCompile(`Successfully installed '.*' \((?:url|regular)-file\) as '(/dev/[^']+)' \(partition\)`)
 
 // partitionWritten is the partition sysupdate reports writing ("" if none).
 func partitionWritten(lines []string) string {

@@ -22,29 +22,24 @@ Path=auto
 `
 
 func TestPrepareSetsTheSource(t *testing.T) {
-	defs, from := t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(defs, "10-root.conf"), []byte(rootDef), 0o644)
-	cfg := Default()
-	cfg.Definitions, cfg.RunDir, cfg.From = defs, filepath.Join(t.TempDir(), "run"), from
-	dir, err := Prepare(cfg)
+	defs := t.TempDir()
+	os.WriteFile(filepath.Join(defs, "10-root.conf"), []byte(strings.Replace(rootDef, "Verify=yes", "Verify=no", 1)), 0o644)
+	run := filepath.Join(t.TempDir(), "run")
+	dir, err := prepare(defs, run, "http://127.0.0.1:4711/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "10-root.conf"))
-	if !strings.Contains(string(b), "Verify=no\n") || !strings.Contains(string(b), "[Source]\nType=regular-file\nPath="+from+"\n") || !strings.Contains(string(b), "[Target]\nType=partition\nPath=auto") {
+	// Verify=yes even where a definition says no: sysupdate checks what it writes.
+	if !strings.Contains(string(b), "Verify=yes\n") || !strings.Contains(string(b), "[Source]\nType=url-file\nPath=http://127.0.0.1:4711/\n") || !strings.Contains(string(b), "[Target]\nType=partition\nPath=auto") {
 		t.Fatalf("rewritten:\n%s", b)
 	}
-	cfg.From = "https://updates.example.com/tfsite/"
-	if dir, err = Prepare(cfg); err != nil {
-		t.Fatal(err)
-	}
-	b, _ = os.ReadFile(filepath.Join(dir, "10-root.conf"))
-	if !strings.Contains(string(b), "Verify=yes\n") || !strings.Contains(string(b), "Type=url-file\nPath=https://updates.example.com/tfsite/") {
-		t.Fatalf("URL source:\n%s", b)
-	}
 	os.WriteFile(filepath.Join(defs, "20-bad.conf"), []byte("[Source]\nMatchPattern=x\n"), 0o644)
-	if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), "20-bad.conf") {
+	if _, err := prepare(defs, run, "http://127.0.0.1:4711/"); err == nil || !strings.Contains(err.Error(), "20-bad.conf") {
 		t.Fatalf("definition without Path=: %v", err)
+	}
+	if _, err := prepare(t.TempDir(), run, "http://127.0.0.1:4711/"); err == nil || !strings.Contains(err.Error(), "no sysupdate definitions") {
+		t.Fatalf("no definitions: %v", err)
 	}
 }
 
@@ -78,8 +73,8 @@ func TestParseSums(t *testing.T) {
 func TestPartitionWritten(t *testing.T) {
 	lines := []string{
 		"Importing '/mnt/u/tfsite_1.1/tfsite_1.1.efi', saving as '/boot/EFI/Linux/.#sysupdatetfsite_1.1+3-0.efi01d7'.",
-		"Successfully installed '/mnt/u/tfsite_1.1/tfsite_1.1.root.raw.gz' (regular-file) as '/dev/vda3' (partition).",
-		"Successfully installed '/mnt/u/tfsite_1.1/tfsite_1.1.efi' (regular-file) as '/boot/EFI/Linux/tfsite_1.1+3-0.efi' (regular-file).",
+		"Successfully installed 'http://127.0.0.1:4711/tfsite_1.1.root.raw.gz' (url-file) as '/dev/vda3' (partition).",
+		"Successfully installed 'http://127.0.0.1:4711/tfsite_1.1.efi' (url-file) as '/boot/EFI/Linux/tfsite_1.1+3-0.efi' (regular-file).",
 	}
 	if got := partitionWritten(lines); got != "/dev/vda3" {
 		t.Fatalf("partitionWritten = %q, want /dev/vda3 (systemd-sysupdate 254's message)", got)

@@ -31,8 +31,8 @@ var ErrUnverified = errors.New("update not verified")
 // maxSums bounds SHA256SUMS.
 const maxSums = 64 << 10
 
-// Verify checks an update directory before sysupdate reads it (sysupdate
-// verifies only what it downloads): SHA256SUMS.gpg must be a good signature
+// Verify checks an update directory before anything is written, for a clear
+// refusal (sysupdate checks again over what it writes): SHA256SUMS.gpg must be a good signature
 // of SHA256SUMS by a key in keyring (gpgv), and every update file in dir
 // (tfsite_*.root.raw.gz, tfsite_*.efi) must be listed there with its hash.
 func Verify(ctx context.Context, dir, keyring string) error {

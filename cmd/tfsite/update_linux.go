@@ -40,7 +40,9 @@ URL holding tfsite_<version>.root.raw.gz, tfsite_<version>.efi, SHA256SUMS
 and SHA256SUMS.gpg (hack/image-build.sh with IMAGE_FORMATS=update makes them).
 Nothing is written unless SHA256SUMS's signature verifies with a key of
 /etc/systemd/import-pubring.gpg, the keyring baked into the image when it was
-built, and every file matches SHA256SUMS.
+built, and every file matches SHA256SUMS; systemd-sysupdate checks both again
+over the bytes it writes (a directory is handed to it over loopback HTTP), so
+a disk whose files change under it never becomes a boot entry.
 
 Examples:
   mount -o ro /dev/vdb /mnt && tfsite update --from /mnt/tfsite-1.1 --reboot
@@ -85,6 +87,5 @@ Exit codes:
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.From, "from", "", "directory or http(s) URL holding the update")
 	fl.BoolVar(&reboot, "reboot", false, "reboot into the new version once it is installed")
-	fl.StringVar(&cfg.Keyring, "keyring", cfg.Keyring, "the update keys (trust root)")
 	return cmd
 }
