@@ -47,14 +47,17 @@ func (v Volume) ReadFiles(limit int64, paths ...string) ([]File, error) {
 	}
 	// The agent, bring-up and the console read the same seed, each mounting it for a moment; a mount
 	// racing another one's mount or unmount of the device fails with EBUSY, so that is retried.
+	// Any type may be the one that meets the busy device, so a busy try of any type is retried.
 	var mountErr error
 	for try := 0; try < 30; try++ {
+		busy := false
 		for _, fstype := range types {
 			if mountErr = unix.Mount(dev, mnt, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); mountErr == nil {
 				break
 			}
+			busy = busy || errors.Is(mountErr, unix.EBUSY)
 		}
-		if !errors.Is(mountErr, unix.EBUSY) {
+		if mountErr == nil || !busy {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
