@@ -171,7 +171,7 @@ func TestUpdateRollsBack(t *testing.T) {
 				v.fail("boot %d: version %s not healthy, want only 1.2 failing", boots, m[1])
 			}
 			failed++
-			<-v.ctx.Done() // FailureAction=reboot
+			<-v.ctx.Done() // the health check reboots a boot on trial
 			continue
 		}
 		break
